@@ -1,0 +1,224 @@
+"""Drive one shard range: event → source → projection → sink → checkpoint (at-least-once).
+
+Commit order, per batch (one PullLogs page):
+  1. project every log; good records go to the topic, rejects to the dead-letter topic, both tracked by the
+     batch's `DeliveryTracker` (no flush per record or per batch: batches overlap in the producer);
+  2. when every record of the *oldest* in-flight batch is confirmed by Kafka (and the broker's permanent
+     refusals are dead-lettered and confirmed too), save that batch's `next_cursor`;
+  3. repeat in order, so the saved cursor never passes an unconfirmed record.
+A failure anywhere purges what is unconfirmed and raises: the retry resumes at the saved cursor and re-sends at
+most the batches that were in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from checkpoints.base import CheckpointKey, CheckpointStore
+from processor.dead_letter import Provenance, dead_letter_value
+from processor.deadline import Deadline
+from processor.errors import BudgetExceededError, SinkError
+from processor.event import TriggerEvent, cursor_position
+from processor.projection import Projector
+from processor.retry import RetryStats
+from processor.sink import DeliveryTracker, KafkaSink
+from processor.source import Batch, Gap, ShardRangeSource
+
+log = logging.getLogger(__name__)
+
+# Batches produced but not yet confirmed; bounds memory and what a failure re-sends.
+MAX_IN_FLIGHT_BATCHES = 4
+
+
+@dataclass
+class Summary:
+    """What one invocation did; `as_dict` is the handler's JSON-serialisable return value."""
+
+    project: str
+    logstore: str
+    shard: int
+    begin_cursor: str
+    end_cursor: str
+    start_cursor: str = ""
+    cursor_reached: str = ""
+    resumed_from_checkpoint: bool = False
+    already_delivered: bool = False
+    log_groups: int = 0
+    records_read: int = 0
+    produced: int = 0
+    dead_lettered: int = 0
+    bytes_read: int = 0
+    bytes_produced: int = 0
+    sls_retries: int = 0
+    batches: int = 0
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    duration_seconds: float = 0.0
+    lag_seconds: float | None = None
+    records_per_second: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _InFlight:
+    batch: Batch
+    tracker: DeliveryTracker
+    records: int
+    dead_letters: int
+
+
+def resume_point(event: TriggerEvent, saved: str | None) -> tuple[str, str]:
+    """Where to start inside [begin, end) given a saved cursor: ('begin'|'resume'|'done', cursor)."""
+    if saved is None:
+        return "begin", event.begin_cursor
+    pos = cursor_position(saved, "checkpoint")
+    begin, end = cursor_position(event.begin_cursor), cursor_position(event.end_cursor)
+    if pos >= end:
+        return "done", saved
+    if pos > begin:
+        return "resume", saved
+    return "begin", event.begin_cursor
+
+
+class RangePipeline:
+    """One invocation's run over one shard range, at-least-once."""
+
+    def __init__(self, event: TriggerEvent, client: Any, projector: Projector, sink: KafkaSink,
+                 store: CheckpointStore, key: CheckpointKey, topic: str, dlq_topic: str, settings_source: Any,
+                 retrying: Any, stats: RetryStats, deadline: Deadline) -> None:
+        self.event = event
+        self.client = client
+        self.projector = projector
+        self.sink = sink
+        self.store = store
+        self.key = key
+        self.topic = topic
+        self.dlq_topic = dlq_topic
+        self.source_config = settings_source
+        self.retrying = retrying
+        self.stats = stats
+        self.deadline = deadline
+        self.summary = Summary(event.project, event.logstore, event.shard, event.begin_cursor, event.end_cursor)
+
+    def run(self) -> Summary:
+        started = time.monotonic()
+        ev, s = self.event, self.summary
+        if ev.cursor_time is not None:
+            s.lag_seconds = round(time.time() - ev.cursor_time, 3)
+        state, start = resume_point(ev, self.store.load(self.key))
+        s.start_cursor = s.cursor_reached = start
+        s.resumed_from_checkpoint = state == "resume"
+        if state == "done":
+            s.already_delivered = True
+            s.cursor_reached = ev.end_cursor
+            log.info("range of %s already delivered (checkpoint %s); nothing to do", self.key, start)
+            return self._finish(started)
+        source = ShardRangeSource(self.client, ev.project, ev.logstore, ev.shard, start, ev.end_cursor,
+                                  self.source_config, self.retrying, self._on_gap)
+        in_flight: deque[_InFlight] = deque()
+        try:
+            for batch in source:
+                in_flight.append(self._produce(batch))
+                self.sink.poll()
+                self._settle(in_flight, block=len(in_flight) >= MAX_IN_FLIGHT_BATCHES)
+                if self.deadline.expired():
+                    msg = (f"time budget spent after reaching cursor {s.cursor_reached} of [{ev.begin_cursor}, "
+                           f"{ev.end_cursor}); progress is saved, the retry continues from there")
+                    raise BudgetExceededError(msg)
+            while in_flight:
+                self._settle(in_flight, block=True)
+        except BaseException:
+            self.sink.abandon()
+            raise
+        if s.gaps and s.cursor_reached != ev.end_cursor:
+            # The rest of the range expired too (policy 'end' or all of it gone): the range is done.
+            s.cursor_reached = ev.end_cursor
+            self.store.save(self.key, ev.end_cursor)
+        return self._finish(started)
+
+    def _finish(self, started: float) -> Summary:
+        s = self.summary
+        s.sls_retries = self.stats.sls_retries
+        s.duration_seconds = round(time.monotonic() - started, 3)
+        if s.duration_seconds > 0:
+            s.records_per_second = round(s.records_read / s.duration_seconds, 1)
+        return s
+
+    def _on_gap(self, gap: Gap) -> None:
+        self.summary.gaps.append(gap.as_dict())
+
+    def _produce(self, batch: Batch) -> _InFlight:
+        ev, s = self.event, self.summary
+        tracker = DeliveryTracker()
+        produce, project = self.sink.produce, self.projector.project_group
+        topic, dlq = self.topic, self.dlq_topic
+        records = dead = 0
+        for index, group in enumerate(batch.groups):
+            where = Provenance(ev.project, ev.logstore, ev.shard, batch.cursor, index)
+            headers = where.headers()
+            good, bad = project(group)
+            for key, value in good:
+                produce(topic, key, value, headers, tracker)
+                s.bytes_produced += len(value)
+            records += len(good)
+            for rejected in bad:
+                value = dead_letter_value(rejected.reason, rejected.log, where, topic)
+                produce(dlq, rejected.key, value, headers, tracker)
+            dead += len(bad)
+        s.log_groups += len(batch.groups)
+        s.records_read += records + dead
+        s.bytes_read += batch.raw_size
+        s.batches += 1
+        return _InFlight(batch, tracker, records, dead)
+
+    def _settle(self, in_flight: deque[_InFlight], block: bool) -> None:
+        """Save the cursor of every confirmed batch at the head of the queue; with `block`, wait for the head."""
+        while in_flight:
+            head = in_flight[0]
+            if block:
+                self.sink.wait(head.tracker, self.deadline)
+            elif not head.tracker.done:
+                return
+            if head.tracker.error is not None:
+                self.sink.wait(head.tracker, self.deadline)  # raises the batch's delivery error
+            if head.tracker.undeliverable:
+                head = self._dead_letter_refused(head)
+                in_flight[0] = head
+                continue
+            in_flight.popleft()
+            self.summary.produced += head.records
+            self.summary.dead_lettered += head.dead_letters
+            self.store.save(self.key, head.batch.next_cursor)
+            self.summary.cursor_reached = head.batch.next_cursor
+            block = False
+
+    def _dead_letter_refused(self, head: _InFlight) -> _InFlight:
+        """Send records the broker refused for good to the DLQ; the batch settles once those are confirmed."""
+        tracker = DeliveryTracker()
+        refused = head.tracker.undeliverable
+        moved = 0
+        for item in refused:
+            headers = dict(item.headers or [])
+            where = Provenance(self.event.project, self.event.logstore, self.event.shard,
+                               _text(headers.get("sls.cursor")), int(_text(headers.get("sls.group")) or -1))
+            reason = f"Kafka refused the record for topic {item.topic}: {item.reason}"
+            value = dead_letter_value(reason, item.value, where, item.topic)
+            self.sink.produce(self.dlq_topic, item.key, value, item.headers or [], tracker)
+            if item.topic == self.topic:
+                moved += 1
+        if tracker.undeliverable:
+            msg = f"the dead-letter topic {self.dlq_topic} refused a record too: {tracker.undeliverable[0].reason}"
+            raise SinkError(msg)
+        log.warning("%d record(s) refused by Kafka were dead-lettered", len(refused))
+        return _InFlight(head.batch, tracker, head.records - moved, head.dead_letters + moved)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)

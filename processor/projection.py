@@ -1,0 +1,222 @@
+"""Turn SLS logs into the projected JSON records; a log that cannot be projected becomes a `Rejected`, never an error.
+
+Pure and per-record hot: no I/O, no logging; fields are compiled once into (source, output, coercer) tuples.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from processor.config import FieldSpec, ProjectionConfig
+
+
+class _Bad(Exception):
+    """Internal signal: a value cannot be coerced; the message is the reject reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A log that could not be projected, with why and everything needed to find and replay it."""
+
+    reason: str
+    log: dict[str, Any]
+    key: bytes | None = None
+
+
+Coercer = Callable[[str, Any], Any]
+
+
+def _int(name: str, v: Any) -> int:
+    if isinstance(v, bool):
+        raise _Bad(f"field {name!r} is a boolean, expected an int")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, str):
+        s = v.strip()
+        if s.lstrip("-").isdigit() and s.isascii():
+            return int(s)
+    raise _Bad(f"field {name!r} is {_show(v)}, expected an int")
+
+
+def _float(name: str, v: Any) -> float:
+    return float(_number(name, v))
+
+
+def _number(name: str, v: Any) -> int | float:
+    if isinstance(v, bool):
+        raise _Bad(f"field {name!r} is a boolean, expected a number")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        if math.isfinite(v):
+            return v
+        raise _Bad(f"field {name!r} is {v}, expected a finite number")
+    if isinstance(v, str):
+        s = v.strip()
+        if s.lstrip("-").isdigit() and s.isascii():
+            return int(s)
+        try:
+            f = float(s)
+        except ValueError:
+            raise _Bad(f"field {name!r} is {_show(v)}, expected a number") from None
+        if math.isfinite(f):
+            return f
+    raise _Bad(f"field {name!r} is {_show(v)}, expected a number")
+
+
+def _str(name: str, v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return str(v)
+    raise _Bad(f"field {name!r} is {_show(v)}, expected a string")
+
+
+def _bool(name: str, v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+        return v.strip().lower() == "true"
+    raise _Bad(f"field {name!r} is {_show(v)}, expected true or false")
+
+
+def _any(name: str, v: Any) -> Any:
+    return v
+
+
+COERCERS: dict[str, Coercer] = {"int": _int, "float": _float, "number": _number, "str": _str, "bool": _bool,
+                                "any": _any}
+
+
+def _show(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_MISSING = object()
+
+
+class Projector:
+    """Projects the logs of one log group at a time (see `project_group`)."""
+
+    def __init__(self, config: ProjectionConfig) -> None:
+        self.config = config
+        self._content = [(f.source, f.output, COERCERS[f.type], f.required) for f in config.fields
+                         if not f.is_metadata]
+        self._meta = [(f, COERCERS[f.type]) for f in config.fields if f.is_metadata]
+        self._json_field = config.json_field
+        self._format = config.log_format
+        self._key = config.key_field
+
+    def project_group(self, group: Any) -> tuple[list[tuple[bytes | None, bytes]], list[Rejected]]:
+        """Project every log of a protobuf LogGroup: (key, value) pairs in log order, and the rejects."""
+        good: list[tuple[bytes | None, bytes]] = []
+        bad: list[Rejected] = []
+        raw = type(group).DESCRIPTOR.name == "LogGroupRaw"
+        tags = {t.Key: t.Value for t in group.LogTags} if self._meta else None
+        for log in group.Logs:
+            try:
+                record = self._project(group, log, tags, raw)
+            except _Bad as exc:
+                bad.append(Rejected(str(exc), original_log(group, log), None))
+                continue
+            key = record.get(self._key) if self._key else None
+            good.append((None if key is None else str(key).encode(), orjson.dumps(record)))
+        return good, bad
+
+    def _project(self, group: Any, log: Any, tags: dict[str, Any] | None, raw: bool) -> dict[str, Any]:
+        if raw:
+            contents = {_utf8(c.Key, "a content key"): _utf8(c.Value, f"content {c.Key!r}") for c in log.Contents}
+        else:
+            contents = {c.Key: c.Value for c in log.Contents}
+        doc = self._document(contents)
+        out: dict[str, Any] = {}
+        for src, name, coerce, required in self._content:
+            v = doc.get(src, _MISSING)
+            if v is _MISSING or v is None:
+                if required:
+                    raise _Bad(f"required field {src!r} is {'missing' if v is _MISSING else 'null'}")
+                continue
+            out[name] = coerce(src, v)
+        for spec, coerce in self._meta:
+            v = _metadata(spec, group, log, tags)
+            if v is _MISSING:
+                if spec.required:
+                    raise _Bad(f"required metadata {spec.source!r} is missing")
+                continue
+            out[spec.output] = coerce(spec.source, v)
+        return out
+
+    def _document(self, contents: dict[str, str]) -> dict[str, Any]:
+        if self._format == "kv":
+            return contents
+        text = contents.get(self._json_field)
+        if text is None:
+            if self._format == "json":
+                raise _Bad(f"content field {self._json_field!r} holding the JSON document is missing")
+            return contents
+        if not text.strip():
+            raise _Bad(f"content field {self._json_field!r} is empty")
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise _Bad(f"content field {self._json_field!r} is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise _Bad(f"content field {self._json_field!r} is JSON {type(doc).__name__}, expected an object")
+        return doc
+
+
+def _utf8(value: bytes | str, what: str) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Bad(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+def _metadata(spec: FieldSpec, group: Any, log: Any, tags: dict[str, Any] | None) -> Any:
+    src = spec.source
+    if src == "__time__":
+        return log.Time
+    if src == "__time_ns__":
+        return log.Time_ns if log.HasField("Time_ns") else _MISSING
+    if src == "__topic__":
+        return group.Topic if group.HasField("Topic") else _MISSING
+    if src == "__source__":
+        return group.Source if group.HasField("Source") else _MISSING
+    value = tags.get(src[len("__tag__:"):], _MISSING) if tags is not None else _MISSING
+    if isinstance(value, bytes):
+        return _utf8(value, f"tag {src!r}")
+    return value
+
+
+def original_log(group: Any, log: Any) -> dict[str, Any]:
+    """The log as SLS holds it, for the dead-letter record; bytes that are not UTF-8 are kept as base64."""
+    out: dict[str, Any] = {"__time__": log.Time}
+    if log.HasField("Time_ns"):
+        out["__time_ns__"] = log.Time_ns
+    if group.HasField("Topic"):
+        out["__topic__"] = _text_or_b64(group.Topic)
+    if group.HasField("Source"):
+        out["__source__"] = _text_or_b64(group.Source)
+    out["contents"] = [[_text_or_b64(c.Key), _text_or_b64(c.Value)] for c in log.Contents]
+    out["tags"] = {_text_or_b64(t.Key): _text_or_b64(t.Value) for t in group.LogTags}
+    return out
+
+
+def _text_or_b64(value: bytes | str) -> Any:
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(value).decode("ascii")}

@@ -1,0 +1,174 @@
+"""Kafka sink: batched produce with one delivery tracker per batch, confirmed before a cursor is saved.
+
+Guarantee: at-least-once. The producer is idempotent (acks=all), so librdkafka's own retries never duplicate
+or reorder; a record is counted delivered only when its delivery report says so, and the first delivery error
+of a batch is raised when the batch is settled. Records the broker rejects for good (too large, invalid) are
+handed back so the pipeline can dead-letter them with the broker's reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from processor.deadline import Deadline
+from processor.errors import BudgetExceededError, FatalSinkError, SinkError
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes | str]]
+
+# The broker will never accept these records; retrying the batch would fail forever.
+UNDELIVERABLE = frozenset({
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.INVALID_MSG_SIZE,
+})
+
+# Producer-wide errors that no amount of waiting fixes.
+_FATAL_GLOBAL = frozenset({
+    KafkaError._AUTHENTICATION,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError._SSL,
+})
+
+
+class Undeliverable:
+    """A record the broker refused for good, with the reason."""
+
+    __slots__ = ("headers", "key", "reason", "topic", "value")
+
+    def __init__(self, topic: str, key: bytes | None, value: bytes, headers: Any, reason: str) -> None:
+        self.topic = topic
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.reason = reason
+
+
+class DeliveryTracker:
+    """Counts one batch's outstanding deliveries; its bound `on_delivery` is the single callback for all."""
+
+    __slots__ = ("delivered", "error", "pending", "undeliverable")
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.delivered = 0
+        self.error: KafkaError | None = None
+        self.undeliverable: list[Undeliverable] = []
+
+    def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        self.pending -= 1
+        if err is None:
+            self.delivered += 1
+        elif err.code() in UNDELIVERABLE:
+            self.undeliverable.append(Undeliverable(msg.topic(), msg.key(), msg.value(), msg.headers(), err.str()))
+        elif self.error is None:
+            self.error = err
+
+    @property
+    def done(self) -> bool:
+        return self.pending == 0
+
+
+class Sink(Protocol):
+    def produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers,
+                tracker: DeliveryTracker) -> None: ...
+    def wait(self, tracker: DeliveryTracker, deadline: Deadline) -> None: ...
+    def abandon(self) -> None: ...
+
+
+class KafkaSink:
+    """At-least-once Kafka sink over one long-lived idempotent producer (created lazily, reused per instance)."""
+
+    def __init__(self, config: dict[str, Any], factory: Callable[[dict[str, Any]], Producer] = Producer) -> None:
+        self._config = {**config, "error_cb": self._on_error}
+        self._factory = factory
+        self._producer: Producer | None = None
+        self._fatal: str | None = None
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            self._fatal = None
+            self._producer = self._factory(self._config)
+        return self._producer
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal() or err.code() in _FATAL_GLOBAL:
+            self._fatal = f"{err.name()}: {err.str()}"
+        else:
+            log.warning("Kafka client: %s", err.str())
+
+    def produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers,
+                tracker: DeliveryTracker) -> None:
+        producer = self.producer
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=headers, on_delivery=tracker.on_delivery)
+            except BufferError:
+                # Local queue full: serve delivery reports to make room, then try again.
+                producer.poll(0.05)
+                self._raise_if_fatal()
+                continue
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() in UNDELIVERABLE:
+                    tracker.undeliverable.append(Undeliverable(topic, key, value, headers, err.str()))
+                    return
+                raise self._sink_error(err) from exc
+            tracker.pending += 1
+            return
+
+    def poll(self) -> None:
+        self.producer.poll(0)
+
+    def wait(self, tracker: DeliveryTracker, deadline: Deadline) -> None:
+        """Serve delivery reports until `tracker` settles; raise on its first error or when the budget is spent."""
+        producer = self.producer
+        while not tracker.done:
+            self._raise_if_fatal()
+            if deadline.expired():
+                msg = f"time budget spent with {tracker.pending} record(s) still unconfirmed by Kafka"
+                raise BudgetExceededError(msg)
+            producer.poll(min(0.1, deadline.remaining()))
+        if tracker.error is not None:
+            raise self._sink_error(tracker.error)
+
+    def abandon(self) -> None:
+        """Drop everything queued or in flight after a failure, so the next invocation starts clean.
+
+        The dropped records belong to batches whose cursor was not saved: the retry sends them again.
+        """
+        if self._producer is None:
+            return
+        try:
+            self._producer.purge(in_queue=True, in_flight=True, blocking=True)
+            self._producer.poll(0)
+        except KafkaException as exc:
+            log.warning("purging the producer failed: %s; it will be recreated", exc)
+            self._producer = None
+        if self._fatal is not None:
+            self._producer = None
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._producer is not None:
+            self._producer.flush(timeout)
+            self._producer = None
+
+    def _raise_if_fatal(self) -> None:
+        if self._fatal is not None:
+            msg = f"Kafka producer cannot go on: {self._fatal}"
+            raise FatalSinkError(msg)
+
+    def _sink_error(self, err: KafkaError) -> SinkError:
+        if err.fatal() or err.code() in _FATAL_GLOBAL:
+            self._fatal = f"{err.name()}: {err.str()}"
+            return FatalSinkError(f"Kafka producer cannot go on: {self._fatal}")
+        return SinkError(f"Kafka did not confirm a record: {err.name()}: {err.str()}")

@@ -1,0 +1,167 @@
+"""Pull one shard's cursor range from SLS in pages, each page a `Batch` that knows where to resume after it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aliyun.log import LogException
+from tenacity import Retrying
+
+from processor.config import SourceConfig
+from processor.errors import CursorExpiredError, SourceError
+from processor.event import cursor_position
+
+log = logging.getLogger(__name__)
+
+
+class PullResponse(Protocol):
+    """The part of the SDK's PullLogResponse we use."""
+
+    loggroup_list: Any
+
+    def get_next_cursor(self) -> str: ...
+    def get_loggroup_count(self) -> int: ...
+    def get_raw_size(self) -> int: ...
+
+
+class CursorResponse(Protocol):
+    def get_cursor(self) -> str: ...
+
+
+class SlsClient(Protocol):
+    """The part of the SDK's LogClient the source calls; unit tests may fake exactly this."""
+
+    def pull_logs(self, project_name: str, logstore_name: str, shard_id: int, cursor: str, count: int | None = None,
+                  end_cursor: str | None = None, compress: bool | None = None,
+                  accept_compress_type: str | None = None) -> PullResponse: ...
+    def get_begin_cursor(self, project_name: str, logstore_name: str, shard_id: int) -> CursorResponse: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Log groups pulled from `cursor`.
+
+    `next_cursor` is the cursor of the first log group *not* in this batch: saving it as the checkpoint means
+    "everything before it is delivered", and reading resumes exactly there.
+    """
+
+    cursor: str
+    next_cursor: str
+    groups: Sequence[Any]
+    raw_size: int
+
+    @property
+    def values_are_bytes(self) -> bool:
+        """True when the SDK fell back to its bytes-valued protobuf because some value is not UTF-8."""
+        return bool(self.groups) and type(self.groups[0]).DESCRIPTOR.name == "LogGroupRaw"
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Data the source could not read because SLS no longer keeps it."""
+
+    shard: int
+    from_cursor: str
+    to_cursor: str
+    log_groups: int
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"shard": self.shard, "from_cursor": self.from_cursor, "to_cursor": self.to_cursor,
+                "log_groups": self.log_groups, "reason": self.reason}
+
+
+# Errors retrying cannot fix: wrong credentials, a project/logstore/shard that is not there, a bad request.
+_FATAL_HINTS = {
+    "Unauthorized": "check the access key, secret and STS token (FC: the function's role)",
+    "InvalidAccessKeyId": "check the access key id",
+    "SignatureNotMatch": "the access key secret is wrong",
+    "ProjectNotExist": "check source.projectName and source.endpoint (region)",
+    "LogStoreNotExist": "check source.logstoreName",
+    "ShardNotExist": "check source.shardId against list_shards",
+    "ParameterInvalid": "a request parameter was rejected",
+    "ProjectForbidden": "the project is disabled or the role lacks log:PullLogs",
+}
+
+
+class ShardRangeSource:
+    """Reads [begin, end) of one shard, starting at `start` (a checkpoint inside the range, or `begin`).
+
+    SLS errors are handled by kind: transient ones (5xx, throttling, dropped connections) are retried by the
+    `retrying` policy; auth, not-found and parameter errors raise `SourceError` at once; an expired cursor
+    follows `config.invalid_cursor_policy` and is reported through `on_gap`, never skipped silently.
+    """
+
+    def __init__(self, client: SlsClient, project: str, logstore: str, shard: int, start: str, end: str,
+                 config: SourceConfig, retrying: Retrying, on_gap: Callable[[Gap], None]) -> None:
+        self.client = client
+        self.project = project
+        self.logstore = logstore
+        self.shard = shard
+        self.start = start
+        self.end = end
+        self.config = config
+        self.retrying = retrying
+        self.on_gap = on_gap
+        if config.compression == "none":
+            self._compress: dict[str, Any] = {"compress": False}
+        else:
+            self._compress = {"accept_compress_type": config.compression}
+
+    def __iter__(self) -> Iterator[Batch]:
+        cursor = self.start
+        while cursor != self.end:
+            cursor, resp = self._pull(cursor)
+            if resp is None:
+                return
+            next_cursor = resp.get_next_cursor()
+            count = resp.get_loggroup_count()
+            if count == 0 and next_cursor == cursor:
+                return
+            yield Batch(cursor, next_cursor, resp.loggroup_list.LogGroups, resp.get_raw_size())
+            cursor = next_cursor
+
+    def _pull(self, cursor: str) -> tuple[str, PullResponse | None]:
+        """Pull from `cursor`; returns the cursor actually read from (it moves when data expired)."""
+        while True:
+            try:
+                return cursor, self.retrying(self.client.pull_logs, self.project, self.logstore, self.shard, cursor,
+                                             count=self.config.pull_count, end_cursor=self.end, **self._compress)
+            except LogException as exc:
+                code = exc.get_error_code()
+                if code == "InvalidCursor":
+                    moved = self._recover_invalid_cursor(cursor, exc)
+                    if moved is None:
+                        return cursor, None
+                    cursor = moved
+                    continue
+                hint = _FATAL_HINTS.get(code, "not retriable")
+                msg = (f"SLS {code} (HTTP {exc.resp_status}) reading {self.project}/{self.logstore} shard "
+                       f"{self.shard}: {exc.get_error_message()} - {hint}")
+                raise SourceError(msg) from exc
+
+    def _recover_invalid_cursor(self, cursor: str, exc: LogException) -> str | None:
+        """Apply the invalid-cursor policy; returns where to continue, or None to end the range here."""
+        begin = self.retrying(self.client.get_begin_cursor, self.project, self.logstore, self.shard).get_cursor()
+        pos, begin_pos, end_pos = cursor_position(cursor), cursor_position(begin), cursor_position(self.end)
+        if pos >= begin_pos:
+            msg = (f"SLS rejected cursor {cursor} of {self.project}/{self.logstore} shard {self.shard} as invalid "
+                   f"although it is not older than the shard's begin cursor {begin}: {exc.get_error_message()}")
+            raise SourceError(msg) from exc
+        policy = self.config.invalid_cursor_policy
+        if policy == "fail":
+            msg = (f"cursor {cursor} of {self.project}/{self.logstore} shard {self.shard} points at expired data "
+                   f"(oldest kept: {begin}); SLS_INVALID_CURSOR_POLICY=fail stops here. Set it to 'begin' to go on "
+                   "from the oldest data still kept")
+            raise CursorExpiredError(msg) from exc
+        resume = begin if policy == "begin" and begin_pos < end_pos else self.end
+        lost = cursor_position(resume) - pos
+        gap = Gap(self.shard, cursor, resume, lost,
+                  f"data expired (retention) before it was read; SLS_INVALID_CURSOR_POLICY={policy}")
+        log.error("DATA GAP in %s/%s shard %d: %d log group(s) in [%s, %s) could not be read: %s", self.project,
+                  self.logstore, self.shard, lost, cursor, resume, gap.reason)
+        self.on_gap(gap)
+        return None if resume == self.end else resume
