@@ -258,7 +258,7 @@ class _Reader:
         return name, var.default
 
     def required(self, name: str) -> str:
-        used, value = self.raw(name)
+        _used, value = self.raw(name)
         if not value:
             aliases = BY_NAME[name].aliases
             also = f" (or {', '.join(aliases)})" if aliases else ""

@@ -1,0 +1,60 @@
+"""`sls-kafka` (also `python -m processor`): one entry point, one module per command.
+
+Each command module exposes `register(subparsers)`; a parser sets `func(args) -> int` (the exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from processor.errors import ProcessorError
+
+# Command modules, in the order `--help` lists them; a module missing from an install is skipped.
+COMMAND_MODULES = (
+    "processor.commands.invoke",
+    "processor.commands.run",
+    "processor.commands.backfill",
+    "processor.commands.lag",
+    "processor.commands.plan",
+    "processor.commands.package",
+    "processor.commands.demo",
+    "devstack.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sls-kafka",
+        description="Deliver Alibaba Cloud Log Service (SLS) shard ranges to Kafka: run the FC handler locally, "
+        "poll like the SLS trigger, backfill, and run a local stack (Kafka + SLS emulator).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args))
+    except ProcessorError as exc:
+        print(f"sls-kafka {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"sls-kafka {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,110 @@
+import base64
+
+import orjson
+import pytest
+from aliyun.log.proto import LogGroup, LogGroupRaw
+
+from processor.config import ProjectionConfig, parse_fields
+from processor.projection import Projector
+
+LESSON = [
+    '{"speed":12,"carID":1234,"manufacturer":"BenZ","zone":"China","distance":102,"endAt":"Beijing","startAt":"Shanghai"}',
+    '{"speed":24,"carID":3512,"manufacturer":"BenZ","zone":"China","distance":102,"endAt":"Beijing","startAt":"Shanghai"}',
+]
+
+
+def group(*logs, topic="", source="", tags=None, raw=False):
+    g = LogGroupRaw() if raw else LogGroup()
+    if topic:
+        g.Topic = topic
+    if source:
+        g.Source = source
+    for k, v in (tags or {}).items():
+        t = g.LogTags.add()
+        t.Key, t.Value = k, v
+    for contents in logs:
+        log = g.Logs.add()
+        log.Time = 1_700_000_000
+        for k, v in contents.items():
+            c = log.Contents.add()
+            c.Key, c.Value = k, v
+    return g
+
+
+def projector(fields="speed:number,carID:int", fmt="auto", key="carID"):
+    return Projector(ProjectionConfig(parse_fields(fields), fmt, "content", key))
+
+
+def test_lesson_lines_as_json_in_content_and_as_key_values_give_the_same_records():
+    from_json, bad1 = projector().project_group(group(*({"content": line} for line in LESSON)))
+    kv_logs = [{k: str(v) for k, v in orjson.loads(line).items()} for line in LESSON]
+    from_kv, bad2 = projector().project_group(group(*kv_logs))
+    expected = [(b"1234", b'{"speed":12,"carID":1234}'), (b"3512", b'{"speed":24,"carID":3512}')]
+    assert from_json == expected
+    assert from_kv == expected
+    assert bad1 == bad2 == []
+
+
+def test_metadata_tags_renames_and_optional_fields():
+    p = projector("carID:str=car,__time__:int=t,__topic__:str,__source__:str,__tag__:__path__:str=path,zone?",
+                  key="car")
+    good, bad = p.project_group(group({"carID": "7"}, topic="trips", source="10.0.0.1",
+                                      tags={"__path__": "/var/log/driving.log"}))
+    assert bad == []
+    assert orjson.loads(good[0][1]) == {"car": "7", "t": 1_700_000_000, "__topic__": "trips",
+                                        "__source__": "10.0.0.1", "path": "/var/log/driving.log"}
+    assert good[0][0] == b"7"
+
+
+POISON = [
+    ({"content": "{not json"}, "is not valid JSON"),
+    ({"content": "[1,2]"}, "is JSON list, expected an object"),
+    ({"content": ""}, "is empty"),
+    ({"content": "   "}, "is empty"),
+    ({"content": '{"speed":12}'}, "required field 'carID' is missing"),
+    ({"content": '{"speed":12,"carID":null}'}, "required field 'carID' is null"),
+    ({"content": '{"speed":"fast","carID":1}'}, "field 'speed' is 'fast', expected a number"),
+    ({"content": '{"speed":true,"carID":1}'}, "field 'speed' is a boolean"),
+    ({"content": '{"speed":12,"carID":1.5}'}, "field 'carID' is 1.5, expected an int"),
+    ({"content": '{"speed":12,"carID":{"id":1}}'}, "expected an int"),
+    ({"content": '{"speed":"' + "9" * 10 + 'x","carID":1}'}, "expected a number"),
+    ({"content": '{"speed":"' + "x" * 2_000_000 + '","carID":1}'}, "expected a number"),
+    ({"content": '{"speed":"NaN","carID":1}'}, "expected a number"),
+    ({"speed": "12"}, "required field 'carID' is missing"),
+]
+
+
+@pytest.mark.parametrize(("contents", "reason"), POISON)
+def test_poison_record_is_rejected_with_reason_and_original(contents, reason):
+    good, bad = projector().project_group(group({"content": LESSON[0]}, contents, {"content": LESSON[1]}))
+    assert [k for k, _ in good] == [b"1234", b"3512"]
+    assert len(bad) == 1
+    assert reason in bad[0].reason
+    assert bad[0].log["contents"] == [[k, v] for k, v in contents.items()]
+
+
+def test_non_utf8_value_is_rejected_and_kept_as_base64():
+    g = group({"content": LESSON[0].encode()}, {"content": b'{"speed":1,"carID":\xff}'}, raw=True)
+    good, bad = projector().project_group(g)
+    assert [k for k, _ in good] == [b"1234"]
+    assert "not valid UTF-8" in bad[0].reason
+    original = base64.b64decode(bad[0].log["contents"][0][1]["base64"])
+    assert original == b'{"speed":1,"carID":\xff}'
+
+
+def test_json_format_requires_the_json_field():
+    good, bad = projector(fmt="json").project_group(group({"speed": "1", "carID": "2"}))
+    assert good == []
+    assert "holding the JSON document is missing" in bad[0].reason
+
+
+def test_kv_format_does_not_parse_content():
+    good, bad = projector(fields="content:str", fmt="kv", key="").project_group(group({"content": "{x"}))
+    assert good == [(None, b'{"content":"{x"}')]
+    assert bad == []
+
+
+def test_number_keeps_int_and_float_and_parses_strings():
+    good, _ = projector("a:number,b:number,c:float,d:bool", key="").project_group(
+        group({"a": "12", "b": "2.5", "c": "3", "d": "true"}))
+    assert orjson.loads(good[0][1]) == {"a": 12, "b": 2.5, "c": 3.0, "d": True}
