@@ -1,0 +1,70 @@
+"""Shared fixtures. Kafka first; the SLS emulator's fixtures go below."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+
+import pytest
+from kafka_helpers import ExternalKafka, KafkaUnderTest
+
+from devstack.kafka import KafkaBroker, KafkaBrokerError, KafkaJarsError, create_topics, free_port
+from devstack.kafka import wait_for_broker as wait_for_kafka
+
+EXTERNAL_KAFKA_ENV = "SLS_KAFKA_TEST_BOOTSTRAP"
+
+# ---------------------------------------------------------------------------------------------- Kafka
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaUnderTest]:
+    """The session's Kafka broker: started once on free ports, always stopped at the end.
+
+    With ``SLS_KAFKA_TEST_BOOTSTRAP`` set, that external broker is used instead; tests that stop, kill
+    or restart the broker then fail. A broker that cannot start fails the run, with its log.
+    """
+    external = os.environ.get(EXTERNAL_KAFKA_ENV)
+    if external:
+        try:
+            wait_for_kafka(external, timeout=30)
+        except TimeoutError as exc:
+            pytest.fail(f"{EXTERNAL_KAFKA_ENV}={external}: {exc}", pytrace=False)
+        yield ExternalKafka(external)
+        return
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), port=free_port())
+    try:
+        broker.start()
+    except (KafkaBrokerError, KafkaJarsError) as exc:
+        broker.kill()
+        pytest.fail(f"the test Kafka broker could not start: {exc}", pytrace=False)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        # Segments can be large after volume tests; broker.log stays for post-mortems.
+        shutil.rmtree(broker.data_dir / "kafka-logs", ignore_errors=True)
+
+
+TopicFactory = Callable[..., str]
+
+
+@pytest.fixture
+def topic_factory(kafka: KafkaUnderTest, request: pytest.FixtureRequest) -> TopicFactory:
+    """Create a uniquely named topic: ``topic_factory(partitions=1, config=None) -> name``.
+
+    The name starts with the test's name so that broker logs can be matched to tests.
+    """
+    stem = re.sub(r"[^A-Za-z0-9._-]", "-", request.node.name)[:80]
+
+    def make(partitions: int = 1, config: Mapping[str, str] | None = None) -> str:
+        name = f"{stem}-{uuid.uuid4().hex[:10]}"
+        create_topics(kafka.bootstrap, [name], partitions=partitions, config=config)
+        return name
+
+    return make
+
+
+# ----------------------------------------------------------------------------------------- SLS emulator
