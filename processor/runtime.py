@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ from aliyun.log import LogClient
 
 from checkpoints.base import CheckpointKey, CheckpointStore
 from checkpoints.file import FileCheckpointStore
+from checkpoints.kafka_txn import KafkaCheckpointStore
 from checkpoints.sls_consumer_group import SlsConsumerGroupStore
 from processor.config import Settings
 from processor.credentials import Credentials
@@ -18,9 +20,13 @@ from processor.event import TriggerEvent
 from processor.pipeline import RangePipeline, Summary
 from processor.projection import Projector
 from processor.retry import RetryStats, sls_retrying
-from processor.sink import KafkaSink
+from processor.sink import KafkaSink, TransactionalKafkaSink
+from processor.transactional import ExactlyOncePipeline
 
 log = logging.getLogger(__name__)
+
+# Transactional producers kept per instance; each holds connections and a producer id.
+MAX_WARM_PRODUCERS = 8
 
 
 class Runtime:
@@ -31,9 +37,12 @@ class Runtime:
         conf = settings.kafka.producer_config()
         # Undelivered records must not outlive the invocation that produced them.
         conf.setdefault("message.timeout.ms", int(max(settings.runtime.timeout_seconds, 10) * 1000))
+        self._producer_config = conf
         self.sink = KafkaSink(conf)
         self._file_store = FileCheckpointStore(settings.checkpoint.directory)
         self._projectors: dict[tuple[Any, ...], Projector] = {}
+        self._txn_sinks: OrderedDict[str, TransactionalKafkaSink] = OrderedDict()
+        self._kafka_store: KafkaCheckpointStore | None = None
         self._client: tuple[tuple[str, ...], LogClient] | None = None
 
     @classmethod
@@ -49,9 +58,27 @@ class Runtime:
         return self._client[1]
 
     def checkpoint_store(self, client: LogClient) -> CheckpointStore:
+        if self.settings.checkpoint.store == "kafka":
+            if self._kafka_store is None:
+                self._kafka_store = KafkaCheckpointStore(self.settings.kafka.producer_config(),
+                                                         self.settings.kafka.checkpoint_topic)
+            return self._kafka_store
         if self.settings.checkpoint.store == "sls":
             return SlsConsumerGroupStore(client, self.settings.checkpoint.consumer_group)
         return self._file_store
+
+    def transactional_sink(self, key: CheckpointKey) -> TransactionalKafkaSink:
+        """One producer per transactional id (project/logstore/shard[/scope]), a few kept warm per instance."""
+        tid = f"sls-kafka/{key}"
+        sink = self._txn_sinks.pop(tid, None)
+        if sink is None:
+            kafka = self.settings.kafka
+            sink = TransactionalKafkaSink(self._producer_config, tid, kafka.transaction_timeout_ms)
+        self._txn_sinks[tid] = sink
+        while len(self._txn_sinks) > MAX_WARM_PRODUCERS:
+            _, old = self._txn_sinks.popitem(last=False)
+            old.close(0)
+        return sink
 
     def projector(self, settings: Settings) -> Projector:
         p = settings.projection
@@ -71,12 +98,17 @@ class Runtime:
         client = self.sls_client(event.endpoint, creds)
         stats = RetryStats()
         deadline = self.deadline(timeout_seconds)
-        pipeline = RangePipeline(
-            event, client, self.projector(settings), self.sink, self.checkpoint_store(client),
-            CheckpointKey(event.project, event.logstore, event.shard, scope),
-            settings.kafka.topic, settings.kafka.dlq_topic, settings.source, sls_retrying(deadline, stats), stats,
-            deadline,
-        )
+        key = CheckpointKey(event.project, event.logstore, event.shard, scope)
+        args = (event, client, self.projector(settings))
+        rest = dict(store=self.checkpoint_store(client), key=key, topic=settings.kafka.topic,
+                    dlq_topic=settings.kafka.dlq_topic, settings_source=settings.source,
+                    retrying=sls_retrying(deadline, stats), stats=stats, deadline=deadline)
+        pipeline: RangePipeline
+        if settings.kafka.delivery_mode == "exactly-once":
+            pipeline = ExactlyOncePipeline(*args, sink=self.transactional_sink(key),
+                                           max_records=settings.kafka.transaction_max_records, **rest)
+        else:
+            pipeline = RangePipeline(*args, sink=self.sink, **rest)
         summary = pipeline.run()
         log.info("shard %d: %d log groups, %d records, %d produced, %d dead-lettered in %.2fs (cursor %s)",
                  summary.shard, summary.log_groups, summary.records_read, summary.produced, summary.dead_lettered,

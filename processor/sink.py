@@ -172,3 +172,74 @@ class KafkaSink:
             self._fatal = f"{err.name()}: {err.str()}"
             return FatalSinkError(f"Kafka producer cannot go on: {self._fatal}")
         return SinkError(f"Kafka did not confirm a record: {err.name()}: {err.str()}")
+
+
+class TransactionalKafkaSink(KafkaSink):
+    """Exactly-once: each run's records and its checkpoint record are committed in Kafka transactions.
+
+    `transactional.id` is stable per project/logstore/shard, so a retry's `init_transactions` fences a stuck
+    earlier instance (its next commit fails) and aborts whatever it left open. Downstream consumers must read
+    with isolation.level=read_committed.
+    """
+
+    def __init__(self, config: dict[str, Any], transactional_id: str, timeout_ms: int,
+                 factory: Callable[[dict[str, Any]], Producer] = Producer) -> None:
+        conf = {**config, "transactional.id": transactional_id, "transaction.timeout.ms": timeout_ms}
+        # librdkafka refuses a message timeout longer than the transaction timeout.
+        conf["message.timeout.ms"] = min(int(conf.get("message.timeout.ms", timeout_ms)), timeout_ms)
+        super().__init__(conf, factory)
+        self.transactional_id = transactional_id
+        self._initialized = False
+
+    def init(self, deadline: Deadline) -> None:
+        if self._initialized and self._producer is not None:
+            return
+        self._call("init_transactions", deadline)
+        self._initialized = True
+
+    def begin(self) -> None:
+        try:
+            self.producer.begin_transaction()
+        except KafkaException as exc:
+            raise self._txn_error("begin", exc.args[0]) from exc
+
+    def commit(self, deadline: Deadline) -> None:
+        self._call("commit_transaction", deadline)
+
+    def abort(self, deadline: Deadline) -> None:
+        """Abort the open transaction; if even that fails, drop the producer (the retry's init aborts it)."""
+        if self._producer is None:
+            return
+        try:
+            self._producer.abort_transaction(max(deadline.remaining(), 1.0))
+        except KafkaException as exc:
+            log.warning("abort of transaction %s failed (%s); the producer will be recreated",
+                        self.transactional_id, exc.args[0].str())
+            self._drop()
+
+    def abandon(self) -> None:
+        # Purging would not undo produced records; aborting the transaction does (see abort).
+        pass
+
+    def _call(self, op: str, deadline: Deadline) -> None:
+        while True:
+            try:
+                getattr(self.producer, op)(max(deadline.remaining(), 0.5))
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.retriable() and not deadline.expired():
+                    log.warning("%s of %s: %s; retrying", op, self.transactional_id, err.str())
+                    continue
+                raise self._txn_error(op, err) from exc
+
+    def _txn_error(self, op: str, err: KafkaError) -> SinkError:
+        if err.fatal() or err.code() in _FATAL_GLOBAL:
+            self._drop()
+            return FatalSinkError(f"{op} of transaction {self.transactional_id} failed for good ({err.name()}: "
+                                  f"{err.str()}); another instance may own this shard now (fenced)")
+        return SinkError(f"{op} of transaction {self.transactional_id} failed: {err.name()}: {err.str()}")
+
+    def _drop(self) -> None:
+        self._producer = None
+        self._initialized = False

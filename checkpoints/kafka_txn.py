@@ -1,0 +1,146 @@
+"""Checkpoints as records in a compacted Kafka topic, written in the same transaction as the data (KIP-618 style).
+
+`save` only *produces* the checkpoint record on the caller's transactional producer; it becomes visible when
+the transaction commits, together with the records it covers, or never. `load` reads the latest committed
+record for a key with a read_committed consumer.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+
+from checkpoints.base import CheckpointKey
+from processor.errors import CheckpointError
+
+# Offsets read per step when scanning back from the end for a key's latest checkpoint.
+_WINDOW = 5000
+
+
+class KafkaCheckpointStore:
+    """Cursor per key in `topic` (one partition, compacted); see the module docstring for the guarantees."""
+
+    def __init__(self, client_config: dict[str, Any], topic: str, timeout: float = 30.0) -> None:
+        self.topic = topic
+        self.timeout = timeout
+        self._client_config = {k: v for k, v in client_config.items() if not _producer_only(k)}
+        self._producer: Any = None
+        self._consumer: Consumer | None = None
+        self._admin: AdminClient | None = None
+        self._topic_ready = False
+
+    def bind(self, producer: Any) -> None:
+        """The transactional producer `save` writes with; set before each run."""
+        self._producer = producer
+
+    def ensure_topic(self) -> None:
+        if self._topic_ready:
+            return
+        admin = self._admin_client()
+        futures = admin.create_topics([NewTopic(self.topic, num_partitions=1, replication_factor=-1,
+                                                config={"cleanup.policy": "compact", "segment.ms": "600000"})])
+        try:
+            futures[self.topic].result(self.timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                msg = (f"cannot create checkpoint topic {self.topic!r}: {exc.args[0].str()} "
+                       "(create it by hand, compacted)")
+                raise CheckpointError(msg) from exc
+        self._topic_ready = True
+
+    def save(self, key: CheckpointKey, cursor: str) -> None:
+        if self._producer is None:
+            msg = "KafkaCheckpointStore.save needs the transactional producer (bind) of the running transaction"
+            raise CheckpointError(msg)
+        value = orjson.dumps({"cursor": cursor, "project": key.project, "logstore": key.logstore,
+                              "shard": key.shard, "scope": key.scope, "saved_at": time.time()})
+        self._producer.produce(self.topic, value, str(key).encode())
+
+    def load(self, key: CheckpointKey) -> str | None:
+        """The latest committed cursor for `key`.
+
+        Call it after `init_transactions()`: that returns only once this transactional id's earlier
+        transaction is complete, and the scan below waits until every transaction open in the partition at
+        that moment is decided, so a checkpoint committed just before is never missed.
+        """
+        self.ensure_topic()
+        tp = TopicPartition(self.topic, 0)
+        high = self._high_watermark(tp)
+        consumer = self._consumer_client()
+        wanted = str(key).encode()
+        low = self._low_watermark(tp)
+        end = high
+        start = max(low, end - _WINDOW)
+        while True:
+            found = self._scan(consumer, tp, start, high, wanted)
+            if found is not None or start <= low:
+                return found
+            end, start = start, max(low, start - 2 * (end - start))
+
+    def _scan(self, consumer: Consumer, tp: TopicPartition, start: int, high: int, wanted: bytes) -> str | None:
+        consumer.assign([TopicPartition(tp.topic, tp.partition, start)])
+        latest: str | None = None
+        deadline = time.monotonic() + self.timeout
+        position = start
+        while position < high:
+            if time.monotonic() > deadline:
+                msg = (f"checkpoint topic {self.topic!r} did not become readable up to offset {high} within "
+                       f"{self.timeout:.0f}s (a transaction stays open: check transaction.timeout.ms)")
+                raise CheckpointError(msg)
+            for record in consumer.consume(1000, 0.2):
+                err = record.error()
+                if err is None:
+                    if record.key() == wanted and record.offset() < high:
+                        latest = orjson.loads(record.value())["cursor"]
+                elif err.code() != KafkaError._PARTITION_EOF:
+                    msg = f"reading checkpoint topic {self.topic!r}: {err.str()}"
+                    raise CheckpointError(msg)
+            # Transaction markers take offsets but are never delivered: the position says how far we got.
+            # Under read_committed it stops at the last stable offset until open transactions are decided.
+            position = max(position, consumer.position([tp])[0].offset)
+        return latest
+
+    def _high_watermark(self, tp: TopicPartition) -> int:
+        futures = self._admin_client().list_offsets({tp: OffsetSpec.latest()},
+                                                    isolation_level=IsolationLevel.READ_UNCOMMITTED)
+        return int(futures[tp].result(self.timeout).offset)
+
+    def _low_watermark(self, tp: TopicPartition) -> int:
+        futures = self._admin_client().list_offsets({tp: OffsetSpec.earliest()})
+        return int(futures[tp].result(self.timeout).offset)
+
+    def _admin_client(self) -> AdminClient:
+        if self._admin is None:
+            self._admin = AdminClient(self._client_config)
+        return self._admin
+
+    def _consumer_client(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = Consumer({
+                **self._client_config,
+                "group.id": "sls-kafka-checkpoint-reader",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            })
+        return self._consumer
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+_PRODUCER_KEYS = ("linger.ms", "batch.size", "compression.type", "queue.buffering", "enable.idempotence", "acks",
+                  "message.timeout.ms", "transactional.id", "transaction.timeout.ms", "message.max.bytes",
+                  "delivery.timeout.ms", "retries", "max.in.flight", "batch.num.messages", "error_cb")
+
+
+def _producer_only(key: str) -> bool:
+    return key.startswith(_PRODUCER_KEYS)
+

@@ -1,0 +1,104 @@
+"""Exactly-once run over one shard range: records, dead letters and the checkpoint in Kafka transactions.
+
+Commit order:
+  1. `init_transactions` (fences an older instance with this shard's transactional id, aborts its leftovers);
+  2. load the last committed cursor (read_committed) and start there;
+  3. per transaction: begin, produce the records of one or more batches and their dead letters, produce the
+     checkpoint record (the next cursor), commit. Nothing of a transaction is visible before its commit.
+An abortable failure aborts and re-reads from the last committed cursor within the time budget; a fatal one
+(fenced, authentication) fails the invocation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from checkpoints.kafka_txn import KafkaCheckpointStore
+from processor.errors import BudgetExceededError, FatalSinkError, SinkError
+from processor.pipeline import RangePipeline, Summary, _InFlight, resume_point
+from processor.sink import TransactionalKafkaSink
+from processor.source import ShardRangeSource
+
+log = logging.getLogger(__name__)
+
+
+class ExactlyOncePipeline(RangePipeline):
+    sink: TransactionalKafkaSink
+    store: KafkaCheckpointStore
+
+    def __init__(self, *args: Any, max_records: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_records = max_records
+
+    def run(self) -> Summary:
+        started = time.monotonic()
+        ev, s = self.event, self.summary
+        if ev.cursor_time is not None:
+            s.lag_seconds = round(time.time() - ev.cursor_time, 3)
+        self.sink.init(self.deadline)
+        self.store.bind(self.sink.producer)
+        state, start = resume_point(ev, self.store.load(self.key))
+        s.start_cursor = s.cursor_reached = start
+        s.resumed_from_checkpoint = state == "resume"
+        if state == "done":
+            s.already_delivered = True
+            s.cursor_reached = ev.end_cursor
+            return self._finish(started)
+        while True:
+            try:
+                self._run_from(s.cursor_reached)
+                return self._finish(started)
+            except FatalSinkError:
+                raise
+            except SinkError as exc:
+                self.sink.abort(self.deadline)
+                if self.deadline.expired():
+                    raise
+                log.warning("transaction aborted (%s); re-reading from committed cursor %s", exc, s.cursor_reached)
+                self.stats.kafka_retries += 1
+            except BaseException:
+                self.sink.abort(self.deadline)
+                raise
+
+    def _run_from(self, cursor: str) -> None:
+        ev = self.event
+        source = ShardRangeSource(self.client, ev.project, ev.logstore, ev.shard, cursor, ev.end_cursor,
+                                  self.source_config, self.retrying, self._on_gap)
+        batches: list[_InFlight] = []
+        records = 0
+        for batch in source:
+            if not batches:
+                self.sink.begin()
+            entry = self._produce(batch)
+            if entry.tracker.undeliverable:
+                entry = self._dead_letter_refused(entry)
+            batches.append(entry)
+            records += entry.records + entry.dead_letters
+            self.sink.poll()
+            if records >= self.max_records:
+                self._commit(batches, batch.next_cursor)
+                batches, records = [], 0
+            if self.deadline.expired():
+                msg = (f"time budget spent after committing cursor {self.summary.cursor_reached}; the retry "
+                       "continues from there")
+                raise BudgetExceededError(msg)
+        final = batches[-1].batch.next_cursor if batches else self.summary.cursor_reached
+        if self.summary.gaps and final != ev.end_cursor:
+            # The source stopped at an expired stretch it was told to skip: the range is done.
+            final = ev.end_cursor
+        if batches or final != self.summary.cursor_reached:
+            if not batches:
+                self.sink.begin()
+            self._commit(batches, final)
+
+    def _commit(self, batches: list[_InFlight], cursor: str) -> None:
+        self.store.save(self.key, cursor)
+        self.sink.commit(self.deadline)
+        for entry in batches:
+            if entry.tracker.error is not None:
+                self.sink.wait(entry.tracker, self.deadline)  # raises the delivery error
+            self.summary.produced += entry.records
+            self.summary.dead_lettered += entry.dead_letters
+        self.summary.cursor_reached = cursor
