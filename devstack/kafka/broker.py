@@ -262,9 +262,7 @@ class KafkaBroker:
             still_starting()
             time.sleep(0.1)
         try:
-            wait_for_broker(
-                self.bootstrap, max(1.0, deadline - time.monotonic()), still_starting=still_starting
-            )
+            wait_for_broker(self.bootstrap, max(1.0, deadline - time.monotonic()), still_starting=still_starting)
         except TimeoutError as exc:
             msg = f"{exc}; {self.log_path}:\n{self.log_tail()}"
             raise KafkaBrokerError(msg) from exc

@@ -60,8 +60,7 @@ def create_topics(
     wanted = list(names)
     admin = _admin(bootstrap, client_config)
     new = [
-        NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config or {}))
-        for name in wanted
+        NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config or {})) for name in wanted
     ]
     for name, future in admin.create_topics(new, request_timeout=timeout).items():
         try:

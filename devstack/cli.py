@@ -1,0 +1,85 @@
+"""`sls-kafka dev up|down|status`: run Kafka and the SLS emulator locally in the background."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from devstack import stack
+from devstack.kafka import KafkaBrokerError, KafkaJarsError
+
+EXIT_DOWN = 3
+EXAMPLE_ENDPOINT = "cn-hangzhou.log.emulator"
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add the ``dev`` command and its subcommands; each parser sets ``func(args) -> int``."""
+    dev = subparsers.add_parser(
+        "dev",
+        help="run a local Kafka broker and SLS emulator in the background",
+        description="Start, stop and inspect a local stack: a real Kafka broker and the SLS emulator.",
+    )
+    dev.set_defaults(func=lambda _args: _usage(dev))
+    sub = dev.add_subparsers(dest="dev_command", metavar="SUBCOMMAND")
+    state = argparse.ArgumentParser(add_help=False)
+    state.add_argument(
+        "--state-dir",
+        type=Path,
+        default=stack.default_state_dir(),
+        help="where pids, ports, logs and the services' data live (default: %(default)s)",
+    )
+    up = sub.add_parser("up", parents=[state], help="start whatever is not running yet and wait for it")
+    up.add_argument("--kafka-port", type=int, default=9092, help="Kafka client port (default: %(default)s)")
+    up.add_argument("--sls-port", type=int, default=8090, help="SLS emulator port (default: %(default)s)")
+    up.set_defaults(func=_up)
+    sub.add_parser("down", parents=[state], help="stop what `dev up` started").set_defaults(func=_down)
+    sub.add_parser(
+        "status", parents=[state], help=f"show what runs; exit 0 when all is up, {EXIT_DOWN} otherwise"
+    ).set_defaults(func=_status)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _up(args: argparse.Namespace) -> int:
+    try:
+        results = stack.up(args.state_dir, kafka_port=args.kafka_port, sls_port=args.sls_port)
+    except (stack.StackError, KafkaBrokerError, KafkaJarsError) as exc:
+        print(f"sls-kafka dev up: error: {exc}", file=sys.stderr)
+        return 1
+    for result in results:
+        verb = "started" if result.started else "already running"
+        print(f"{result.service.name}: {verb} (pid {result.service.pid}, log {result.service.log})")
+    _print_access({r.service.name: r.service for r in results})
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    stopped = stack.down(args.state_dir)
+    if not stopped:
+        print(f"nothing recorded in {args.state_dir}: the dev stack was not running")
+    for service, was_running in stopped:
+        print(f"{service.name}: {'stopped' if was_running else 'was not running'} (pid {service.pid})")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    services = stack.status(args.state_dir)
+    for name, service in services.items():
+        print(f"{name}: " + (f"running (pid {service.pid}, port {service.port})" if service else "not running"))
+    running = {name: svc for name, svc in services.items() if svc is not None}
+    _print_access(running)
+    return 0 if len(running) == len(services) else EXIT_DOWN
+
+
+def _print_access(services: dict[str, stack.Service]) -> None:
+    if kafka := services.get(stack.KAFKA):
+        print(f"\nKafka bootstrap.servers: 127.0.0.1:{kafka.port}")
+    if sls := services.get(stack.SLS):
+        url = f"http://127.0.0.1:{sls.port}"
+        print(f"SLS endpoint:            {url}")
+        print(f"  or any endpoint name, e.g. {EXAMPLE_ENDPOINT}, with HTTP_PROXY={url}")
