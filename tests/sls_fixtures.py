@@ -6,16 +6,22 @@
 * ``sls_client``: a LogClient for the emulator.
 * ``sls_project``: a fresh, uniquely named project (deleted afterwards).
 * ``sls_faults``: the emulator's `FaultInjector`, cleared before and after the test.
+* ``sls_clock``: a `ManualClock` driving the emulator's receive times and retention during the test.
+
+Helper: ``pull_range(client, project, logstore, shard, begin, end, count=...)`` drains a cursor range.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from aliyun.log import LogClient, LogException
+from aliyun.log.pulllog_response import PullLogResponse
 
 from devstack.sls_emulator import EmulatorServer, FaultInjector
 
@@ -23,8 +29,11 @@ __all__ = [
     "SLS_ACCESS_KEY_ID",
     "SLS_ACCESS_KEY_SECRET",
     "SLS_ENDPOINT",
+    "ManualClock",
+    "pull_range",
     "sls_client",
     "sls_client_factory",
+    "sls_clock",
     "sls_emulator",
     "sls_faults",
     "sls_project",
@@ -100,3 +109,40 @@ def sls_faults(sls_emulator: EmulatorServer) -> Iterator[FaultInjector]:
     sls_emulator.faults.clear()
     yield sls_emulator.faults
     sls_emulator.faults.clear()
+
+
+class ManualClock:
+    """A clock that only moves when told to; callable like `time.time`."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        self.now += seconds
+
+
+@pytest.fixture
+def sls_clock(sls_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> ManualClock:
+    """Freeze the emulator's clock (receive times, retention) at now; advance it with ``.advance(s)``."""
+    clock = ManualClock(time.time())
+    monkeypatch.setattr(sls_emulator.store, "clock", clock)
+    return clock
+
+
+def pull_range(
+    client: LogClient, project: str, logstore: str, shard: int, begin: str, end: str, count: int = 1000, **kwargs: Any
+) -> list[PullLogResponse]:
+    """Pull [begin, end) page by page (the SDK's own stop rule: next cursor == end or unchanged)."""
+    responses = []
+    cursor = begin
+    while cursor != end:
+        response = client.pull_logs(project, logstore, shard, cursor, count=count, end_cursor=end, **kwargs)
+        responses.append(response)
+        if response.get_next_cursor() == cursor:
+            break
+        cursor = response.get_next_cursor()
+    return responses

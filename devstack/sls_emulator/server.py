@@ -63,6 +63,15 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         # Headers and body go out in two writes; without this, Nagle + delayed ACK stall keep-alive calls.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._quick_ack()
+
+    def _quick_ack(self) -> None:
+        """ACK at once: urllib3's proxy connections keep Nagle on and send a POST's headers and body
+        separately, so a delayed ACK of the headers would hold the body back ~40 ms (Linux only; the kernel
+        drops quick-ack mode again by itself, hence re-armed per request)."""
+        if hasattr(socket, "TCP_QUICKACK"):
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
     def do_GET(self) -> None:
         self._serve()
@@ -107,6 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _parse(self) -> Request:
         length = int(self.headers.get("Content-Length") or 0)
+        self._quick_ack()
         body = self.rfile.read(length) if length else b""
         target = urlsplit(self.path)  # proxy form carries scheme and host, origin form only the path
         host = self.headers.get("Host") or target.netloc
@@ -135,6 +145,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         if truncate:
             self._drop()
+        else:
+            self._quick_ack()  # re-arm for the next request on this kept-alive connection
 
     def _drop(self) -> None:
         self.close_connection = True
