@@ -1,0 +1,176 @@
+"""Build the FC code package: the project and its runtime dependencies, as a zip for `s.yaml`'s `code:`.
+
+Dependencies are installed from manylinux x86-64 wheels for the *target* Python (FC's runtime), not this one's,
+with pip's `--platform/--python-version/--only-binary` options. pip refuses source distributions in that mode, and
+aliyun-log-python-sdk ships only one; such a package is built into a wheel here (`pip wheel --no-deps`) and
+offered to the install, which is sound only when that wheel is pure Python (`*-none-any.whl`), as the SDK's is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from processor.errors import ProcessorError
+
+log = logging.getLogger(__name__)
+
+# What FC needs to run `index.handler`: not devstack/ (local stack) nor tests/.
+PROJECT_PATHS = ("index.py", "processor", "checkpoints")
+PLATFORM = "manylinux2014_x86_64"
+# Bytecode of this Python is useless to another one; pip is told not to write it and copies skip it.
+_SKIPPED_DIRS = {"__pycache__"}
+_SKIPPED_SUFFIXES = {".pyc", ".pyo"}
+# pip's wording when no wheel matches; stable across pip releases since 2018.
+_NO_MATCH = re.compile(r"No matching distribution found for (\S+)")
+# Each round builds one missing wheel; a dependency tree needing more is not worth guessing at.
+MAX_LOCAL_BUILDS = 10
+# The zip format's earliest date, for every entry: the same inputs give the same bytes.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+class PackagingError(ProcessorError):
+    """The code package could not be built (pip failed, or a dependency has no usable wheel)."""
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    path: Path
+    size_bytes: int
+    file_count: int
+    python_version: str
+    built_locally: tuple[str, ...]
+
+
+def runtime_requirements(project_dir: Path) -> list[str]:
+    """`[project.dependencies]` of the project's pyproject.toml."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        msg = "sls-kafka package reads pyproject.toml with tomllib: run it with Python 3.11 or newer"
+        raise PackagingError(msg) from None
+    path = project_dir / "pyproject.toml"
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        msg = f"cannot read {path}: {exc}"
+        raise PackagingError(msg) from None
+    deps = doc.get("project", {}).get("dependencies")
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        msg = f"{path} has no [project] dependencies list"
+        raise PackagingError(msg)
+    return deps
+
+
+def build_package(project_dir: Path, output: Path, python_version: str) -> PackageResult:
+    """Install the dependencies for `python_version`, add the project, zip it all to `output`."""
+    missing = [p for p in PROJECT_PATHS if not (project_dir / p).exists()]
+    if missing:
+        msg = f"{project_dir} is not a source checkout of the project (missing {', '.join(missing)})"
+        raise PackagingError(msg)
+    requirements = runtime_requirements(project_dir)
+    with tempfile.TemporaryDirectory(prefix="sls-kafka-package-") as tmp:
+        staging, wheels = Path(tmp) / "code", Path(tmp) / "wheels"
+        wheels.mkdir()
+        built = install_dependencies(requirements, staging, wheels, python_version)
+        # Console scripts point at this machine's interpreter; FC only imports.
+        shutil.rmtree(staging / "bin", ignore_errors=True)
+        for name in PROJECT_PATHS:
+            copy_project_path(project_dir / name, staging / name)
+        count = write_zip(staging, output)
+    return PackageResult(output, output.stat().st_size, count, python_version, built)
+
+
+def install_dependencies(requirements: Sequence[str], target: Path, wheel_dir: Path,
+                         python_version: str) -> tuple[str, ...]:
+    """`pip install --target` from target-platform wheels; returns the requirements built into wheels here."""
+    built: list[str] = []
+    while True:
+        result = _pip("install", "--target", str(target), "--no-compile", "--platform", PLATFORM,
+                      "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp",
+                      "--find-links", str(wheel_dir), *requirements)
+        if result.returncode == 0:
+            return tuple(built)
+        match = _NO_MATCH.search(result.stderr)
+        if match is None or match[1] in built or len(built) >= MAX_LOCAL_BUILDS:
+            msg = f"pip could not install the dependencies for Python {python_version}:\n{_tail(result.stderr)}"
+            raise PackagingError(msg)
+        requirement = match[1]
+        log.info("%s has no wheel for %s; building it from source", requirement, PLATFORM)
+        build_pure_wheel(requirement, wheel_dir)
+        built.append(requirement)
+        # A failed --target install can leave a partial tree behind.
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def build_pure_wheel(requirement: str, wheel_dir: Path) -> Path:
+    """Build `requirement` (without its dependencies) into a wheel; refuse it unless it is pure Python."""
+    before = set(wheel_dir.glob("*.whl"))
+    # From source even if this machine's platform has a wheel: that wheel would not fit FC's platform.
+    name = re.split(r"[^A-Za-z0-9._-]", requirement, maxsplit=1)[0]
+    result = _pip("wheel", "--no-deps", "--no-binary", name, "--wheel-dir", str(wheel_dir), requirement)
+    new = sorted(set(wheel_dir.glob("*.whl")) - before)
+    if result.returncode != 0 or len(new) != 1:
+        msg = f"could not build a wheel for {requirement}:\n{_tail(result.stderr)}"
+        raise PackagingError(msg)
+    wheel = new[0]
+    if not wheel.name.endswith("-none-any.whl"):
+        wheel.unlink()
+        msg = (f"{requirement} has no {PLATFORM} wheel for FC's Python and its source builds a platform wheel "
+               f"({wheel.name}), which cannot be built for FC on this machine")
+        raise PackagingError(msg)
+    return wheel
+
+
+def copy_project_path(source: Path, dest: Path) -> None:
+    if source.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, dest)
+        return
+    for path in _walk(source):
+        target = dest / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+
+
+def write_zip(source_dir: Path, output: Path) -> int:
+    """Zip `source_dir`'s tree (paths relative to it, sorted, fixed dates, modes kept); returns the file count."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    files = sorted(_walk(source_dir))
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for path in files:
+            info = zipfile.ZipInfo(path.relative_to(source_dir).as_posix(), _ZIP_DATE)
+            # Keep the execute bit on shared libraries and helpers; FC unzips with these modes.
+            info.external_attr = (path.stat().st_mode & 0o777 | 0o100000) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, path.read_bytes())
+    os.replace(partial, output)
+    return len(files)
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIPPED_DIRS)
+        for name in filenames:
+            if Path(name).suffix not in _SKIPPED_SUFFIXES:
+                yield Path(dirpath) / name
+
+
+def _pip(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "pip", *args]
+    log.debug("running %s", " ".join(cmd))
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])

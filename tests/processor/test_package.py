@@ -1,0 +1,195 @@
+"""`sls-kafka package`: real builds through pip (PyPI, pip's cache), and the zip's own rules offline."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from processor import packaging
+from processor.cli import main
+from processor.packaging import PackagingError
+
+ROOT = Path(__file__).resolve().parents[2]
+THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def run_package(*args: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["package", *args]) == 0
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def built_here(tmp_path_factory):
+    """The package built for this Python, so that it can be imported here; (zip, command output)."""
+    output = tmp_path_factory.mktemp("package") / "fc-code.zip"
+    return output, run_package("--output", str(output), "--python-version", THIS_PYTHON)
+
+
+@pytest.fixture(scope="module")
+def unzipped(built_here, tmp_path_factory):
+    dest = tmp_path_factory.mktemp("unzipped")
+    with zipfile.ZipFile(built_here[0]) as zf:
+        zf.extractall(dest)
+    return dest
+
+
+def test_package_reports_size_and_file_count(built_here):
+    output, printed = built_here
+    with zipfile.ZipFile(output) as zf:
+        count = len(zf.namelist())
+    mib = output.stat().st_size / 1_048_576
+    assert f"{output}: {mib:.1f} MiB, {count} files, for Python {THIS_PYTHON} on manylinux2014_x86_64" in printed
+    # aliyun-log-python-sdk ships only a source archive: the fallback must have built it.
+    assert "built here from source: aliyun-log-python-sdk" in printed
+
+
+def test_package_holds_project_and_dependencies_not_dev_files(built_here):
+    with zipfile.ZipFile(built_here[0]) as zf:
+        names = set(zf.namelist())
+    for required in ("index.py", "processor/handler.py", "processor/commands/package.py", "checkpoints/base.py",
+                     "aliyun/log/logclient.py", "confluent_kafka/__init__.py", "orjson/__init__.py",
+                     "tenacity/__init__.py", "lz4/block/__init__.py"):
+        assert required in names
+    tops = {n.split("/", 1)[0] for n in names}
+    assert not tops & {"devstack", "tests", "bench", "bin", "dist", "s.yaml", "pyproject.toml"}
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_package_imports_in_isolation(unzipped):
+    # -I -S: no site-packages, no PYTHONPATH, no current directory; only the unzipped package is added.
+    script = textwrap.dedent(f"""
+        import sys, sysconfig
+        sys.path.insert(0, {str(unzipped)!r})
+        import index, processor.handler, checkpoints.kafka_txn, checkpoints.sls_consumer_group
+        assert callable(index.handler) and callable(index.initialize)
+        runtime = index.initialize(None)        # configuration from the environment, as on FC
+        runtime.sink.producer                   # librdkafka accepts the processor's producer settings
+        import lz4.block, aliyun.log
+        assert lz4.block.decompress(lz4.block.compress(b"x" * 100)) == b"x" * 100
+        aliyun.log.LogClient("http://127.0.0.1:1", "id", "secret")
+        stdlib = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
+        outside = sorted(name for name, m in list(sys.modules.items())
+                         if getattr(m, "__file__", None) and not m.__file__.startswith({str(unzipped)!r})
+                         and not m.__file__.startswith(stdlib))
+        assert not outside, outside
+        print("ok", len(sys.modules))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "SLS_", "CHECKPOINT_", "PYTHON"))}
+    env.update(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", KAFKA_TOPIC="t", FC_FUNCTION_NAME="package-test")
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", script], cwd=unzipped, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok ")
+
+
+def test_package_default_target_has_python310_binaries(tmp_path):
+    output = tmp_path / "fc-code.zip"
+    run_package("--output", str(output))
+    with zipfile.ZipFile(output) as zf:
+        libs = [n for n in zf.namelist() if n.endswith(".so") and ".cpython-" in n]
+    assert libs
+    assert all(re.search(r"\.cpython-310-x86_64-linux-gnu\.so$", n) for n in libs), libs
+
+
+def test_package_bad_python_version_exits_2(capsys, tmp_path):
+    assert main(["package", "--output", str(tmp_path / "x.zip"), "--python-version", "latest"]) == 2
+    assert "--python-version 'latest'" in capsys.readouterr().err
+    assert not (tmp_path / "x.zip").exists()
+
+
+def test_package_not_a_checkout_exits_2(capsys, tmp_path):
+    assert main(["package", "--project-dir", str(tmp_path), "--output", str(tmp_path / "x.zip")]) == 2
+    assert "missing index.py, processor, checkpoints" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- offline
+
+
+def test_runtime_requirements_read_project_dependencies():
+    assert any(r.startswith("aliyun-log-python-sdk") for r in packaging.runtime_requirements(ROOT))
+    assert not any(r.startswith(("pytest", "ruff")) for r in packaging.runtime_requirements(ROOT))
+
+
+def test_runtime_requirements_missing_list_raises(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    with pytest.raises(PackagingError, match="no \\[project\\] dependencies"):
+        packaging.runtime_requirements(tmp_path)
+
+
+def test_write_zip_is_reproducible_keeps_modes_skips_bytecode(tmp_path):
+    src = tmp_path / "src"
+    (src / "pkg" / "__pycache__").mkdir(parents=True)
+    (src / "pkg" / "__init__.py").write_text("")
+    (src / "pkg" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    (src / "pkg" / "stale.pyc").write_bytes(b"\0")
+    (src / "lib.so").write_bytes(b"\x7fELF")
+    (src / "lib.so").chmod(0o755)
+    first, second = tmp_path / "a.zip", tmp_path / "b.zip"
+    assert packaging.write_zip(src, first) == 2
+    os.utime(src / "lib.so", (0, 0))  # a newer mtime must not change the bytes
+    packaging.write_zip(src, second)
+    assert first.read_bytes() == second.read_bytes()
+    with zipfile.ZipFile(first) as zf:
+        assert zf.namelist() == ["lib.so", "pkg/__init__.py"]
+        assert (zf.getinfo("lib.so").external_attr >> 16) & 0o777 == 0o755
+    assert not (tmp_path / "a.zip.partial").exists()
+
+
+class FakePip:
+    """Stands in for `python -m pip`: install fails for the names in `no_wheel` until a wheel is built for it."""
+
+    def __init__(self, no_wheel: set[str], built_name: str = "sdk-1.0-py3-none-any.whl") -> None:
+        self.no_wheel = no_wheel
+        self.built_name = built_name
+        self.calls: list[tuple[str, ...]] = []
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        self.calls.append(args)
+        if args[0] == "wheel":
+            wheel_dir = Path(args[args.index("--wheel-dir") + 1])
+            (wheel_dir / self.built_name).write_bytes(b"")
+            self.no_wheel.discard(args[-1])
+            return subprocess.CompletedProcess(args, 0, "", "")
+        if self.no_wheel:
+            missing = sorted(self.no_wheel)[0]
+            return subprocess.CompletedProcess(args, 1, "", f"ERROR: No matching distribution found for {missing}\n")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+
+def test_install_dependencies_builds_missing_pure_wheel_and_retries(tmp_path, monkeypatch):
+    pip = FakePip({"sdk<2,>=1"})
+    monkeypatch.setattr(packaging, "_pip", pip)
+    built = packaging.install_dependencies(["sdk<2,>=1", "other"], tmp_path / "t", tmp_path, "3.10")
+    assert built == ("sdk<2,>=1",)
+    assert [c[0] for c in pip.calls] == ["install", "wheel", "install"]
+    install = pip.calls[0]
+    for flag in ("--platform", "manylinux2014_x86_64", "--only-binary=:all:", "--python-version", "3.10",
+                 "--implementation", "cp", "--no-compile"):
+        assert flag in install
+    assert pip.calls[1][pip.calls[1].index("--no-binary") + 1] == "sdk"
+
+
+def test_install_dependencies_refuses_platform_wheel_from_source(tmp_path, monkeypatch):
+    monkeypatch.setattr(packaging, "_pip", FakePip({"native"}, built_name="native-1.0-cp311-cp311-linux_x86_64.whl"))
+    with pytest.raises(PackagingError, match="cannot be built for FC"):
+        packaging.install_dependencies(["native"], tmp_path / "t", tmp_path, "3.10")
+    assert not list(tmp_path.glob("*.whl"))
+
+
+def test_install_dependencies_other_pip_failure_raises_with_pip_output(tmp_path, monkeypatch):
+    def failing(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(args, 1, "", "ERROR: Could not install packages due to an OSError\n")
+    monkeypatch.setattr(packaging, "_pip", failing)
+    with pytest.raises(PackagingError, match="due to an OSError"):
+        packaging.install_dependencies(["x"], tmp_path / "t", tmp_path, "3.10")
