@@ -89,13 +89,20 @@ class ConsumerGroups:
             self.store.save_meta()
 
     def checkpoints(self, project: str, logstore: str, name: str, shard_id: int | None) -> list[dict[str, Any]]:
-        """GetCheckPoint for one shard or all; shards never checkpointed are absent."""
+        """GetCheckPoint for one shard or all shards; an unknown shard gives an empty list.
+
+        Shards without a saved checkpoint are listed with an empty one: the SDK's consumer treats an empty
+        list for an existing shard as an error and an empty checkpoint as "start from the configured position".
+        """
         with self.store.lock:
-            group = _group(self.store.logstore(project, logstore), name)
+            store = self.store.logstore(project, logstore)
+            group = _group(store, name)
+            unset = Checkpoint("", 0, "")
             return [
                 {"shard": sid, "checkpoint": c.cursor, "updateTime": c.update_time_us, "consumer": c.consumer}
-                for sid, c in sorted(group.checkpoints.items())
+                for sid in sorted(store.shards)
                 if shard_id is None or sid == shard_id
+                for c in [group.checkpoints.get(sid, unset)]
             ]
 
 
