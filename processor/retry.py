@@ -55,7 +55,7 @@ def sls_retrying(deadline: Deadline, stats: RetryStats, sleep: Callable[[float],
 
     return Retrying(
         retry=retry_if_exception(is_retriable_sls_error),
-        wait=wait_exponential_jitter(initial=0.2, max=max_wait, jitter=0.5),
+        wait=wait_exponential_jitter(multiplier=0.2, max=max_wait, jitter=0.5),
         stop=stop,
         sleep=sleep,
         before_sleep=before_sleep,

@@ -113,15 +113,17 @@ class ShardRangeSource:
 
     def __iter__(self) -> Iterator[Batch]:
         cursor = self.start
-        while cursor != self.end:
+        # Pull at least once, even for an empty range: SLS then vouches for the shard and the cursor.
+        while True:
             cursor, resp = self._pull(cursor)
             if resp is None:
                 return
             next_cursor = resp.get_next_cursor()
-            count = resp.get_loggroup_count()
-            if count == 0 and next_cursor == cursor:
+            if resp.get_loggroup_count() == 0 and next_cursor == cursor:
                 return
             yield Batch(cursor, next_cursor, resp.loggroup_list.LogGroups, resp.get_raw_size())
+            if next_cursor in (cursor, self.end):
+                return
             cursor = next_cursor
 
     def _pull(self, cursor: str) -> tuple[str, PullResponse | None]:

@@ -68,3 +68,4 @@ def topic_factory(kafka: KafkaUnderTest, request: pytest.FixtureRequest) -> Topi
 
 
 # ----------------------------------------------------------------------------------------- SLS emulator
+from tests.sls_fixtures import *  # noqa: E402, F403  (fixtures are found by name)
