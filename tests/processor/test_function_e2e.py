@@ -252,7 +252,7 @@ def test_wrong_secret_fails_fast_with_401(function, sls_project, sls_client, sls
         monkeypatch.setenv("HTTP_PROXY", strict.proxy_url)
         monkeypatch.setenv("http_proxy", strict.proxy_url)
         started = time.monotonic()
-        with pytest.raises(SourceError, match="SignatureNotMatch.*secret is wrong"):
+        with pytest.raises(SourceError, match=r"SignatureNotMatch.*secret is wrong"):
             fc.handler(event, fc310_context("checked-key", "wrong-secret"))
         assert time.monotonic() - started < 5
 
