@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # What FC needs to run `index.handler`: not devstack/ (local stack) nor tests/.
 PROJECT_PATHS = ("index.py", "processor", "checkpoints")
+# glibc 2.17: runs on any x86-64 Linux FC could use. Newer tags (manylinux_2_28_x86_64) can be added by the caller.
 PLATFORM = "manylinux2014_x86_64"
 # Bytecode of this Python is useless to another one; pip is told not to write it and copies skip it.
 _SKIPPED_DIRS = {"__pycache__"}
@@ -48,6 +49,7 @@ class PackageResult:
     size_bytes: int
     file_count: int
     python_version: str
+    platforms: tuple[str, ...]
     built_locally: tuple[str, ...]
 
 
@@ -71,8 +73,9 @@ def runtime_requirements(project_dir: Path) -> list[str]:
     return deps
 
 
-def build_package(project_dir: Path, output: Path, python_version: str) -> PackageResult:
-    """Install the dependencies for `python_version`, add the project, zip it all to `output`."""
+def build_package(project_dir: Path, output: Path, python_version: str,
+                  platforms: Sequence[str] = (PLATFORM,)) -> PackageResult:
+    """Install the dependencies for `python_version` on `platforms`, add the project, zip it all to `output`."""
     missing = [p for p in PROJECT_PATHS if not (project_dir / p).exists()]
     if missing:
         msg = f"{project_dir} is not a source checkout of the project (missing {', '.join(missing)})"
@@ -81,23 +84,24 @@ def build_package(project_dir: Path, output: Path, python_version: str) -> Packa
     with tempfile.TemporaryDirectory(prefix="sls-kafka-package-") as tmp:
         staging, wheels = Path(tmp) / "code", Path(tmp) / "wheels"
         wheels.mkdir()
-        built = install_dependencies(requirements, staging, wheels, python_version)
+        built = install_dependencies(requirements, staging, wheels, python_version, platforms)
         # Console scripts point at this machine's interpreter; FC only imports.
         shutil.rmtree(staging / "bin", ignore_errors=True)
         for name in PROJECT_PATHS:
             copy_project_path(project_dir / name, staging / name)
         count = write_zip(staging, output)
-    return PackageResult(output, output.stat().st_size, count, python_version, built)
+    return PackageResult(output, output.stat().st_size, count, python_version, tuple(platforms), built)
 
 
-def install_dependencies(requirements: Sequence[str], target: Path, wheel_dir: Path,
-                         python_version: str) -> tuple[str, ...]:
+def install_dependencies(requirements: Sequence[str], target: Path, wheel_dir: Path, python_version: str,
+                         platforms: Sequence[str] = (PLATFORM,)) -> tuple[str, ...]:
     """`pip install --target` from target-platform wheels; returns the requirements built into wheels here."""
+    platform_args = [arg for platform in platforms for arg in ("--platform", platform)]
     built: list[str] = []
     while True:
-        result = _pip("install", "--target", str(target), "--no-compile", "--platform", PLATFORM,
-                      "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp",
-                      "--find-links", str(wheel_dir), *requirements)
+        result = _pip("install", "--target", str(target), "--no-compile", *platform_args, "--only-binary=:all:",
+                      "--python-version", python_version, "--implementation", "cp", "--find-links", str(wheel_dir),
+                      *requirements)
         if result.returncode == 0:
             return tuple(built)
         match = _NO_MATCH.search(result.stderr)
@@ -105,7 +109,7 @@ def install_dependencies(requirements: Sequence[str], target: Path, wheel_dir: P
             msg = f"pip could not install the dependencies for Python {python_version}:\n{_tail(result.stderr)}"
             raise PackagingError(msg)
         requirement = match[1]
-        log.info("%s has no wheel for %s; building it from source", requirement, PLATFORM)
+        log.info("%s has no wheel for %s; building it from source", requirement, ", ".join(platforms))
         build_pure_wheel(requirement, wheel_dir)
         built.append(requirement)
         # A failed --target install can leave a partial tree behind.
@@ -125,7 +129,7 @@ def build_pure_wheel(requirement: str, wheel_dir: Path) -> Path:
     wheel = new[0]
     if not wheel.name.endswith("-none-any.whl"):
         wheel.unlink()
-        msg = (f"{requirement} has no {PLATFORM} wheel for FC's Python and its source builds a platform wheel "
+        msg = (f"{requirement} has no wheel for FC's platform and Python, and its source builds a platform wheel "
                f"({wheel.name}), which cannot be built for FC on this machine")
         raise PackagingError(msg)
     return wheel

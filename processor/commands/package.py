@@ -21,7 +21,7 @@ DEFAULT_PYTHON = "3.10"
 def register(sub: Any) -> None:
     p = sub.add_parser("package", help="build the FC code package (zip) for s.yaml",
                        description="Build the Function Compute code package: index.py, processor/ and checkpoints/ "
-                       f"plus the runtime dependencies of pyproject.toml as {PLATFORM} wheels for the target "
+                       "plus the runtime dependencies of pyproject.toml as manylinux x86-64 wheels for the target "
                        "Python (pure-Python packages that ship only a source archive are built into wheels here). "
                        "Downloads through pip, using its cache.")
     p.add_argument("--output", type=Path, default=None,
@@ -29,6 +29,10 @@ def register(sub: Any) -> None:
     p.add_argument("--python-version", default=DEFAULT_PYTHON, metavar="X.Y",
                    help=f"Python of the FC runtime the wheels are for (default: {DEFAULT_PYTHON}, s.yaml's "
                    "python3.10)")
+    p.add_argument("--platform", action="append", dest="platforms", metavar="TAG",
+                   help=f"wheel platform tag, repeatable (default: {PLATFORM}, for glibc 2.17 and newer). Add "
+                   "manylinux_2_28_x86_64 when the runtime has glibc 2.28 or newer: some packages (confluent-kafka "
+                   "after 2.4) ship only such wheels, and manylinux2014 alone keeps them at their older release.")
     p.add_argument("--project-dir", type=Path, default=PROJECT_DIR,
                    help="source checkout to package (default: the one this command runs from)")
     p.set_defaults(func=run)
@@ -40,8 +44,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(msg)
     project = args.project_dir.resolve()
     output = (args.output or project / DEFAULT_OUTPUT).resolve()
-    result = build_package(project, output, args.python_version)
+    platforms = args.platforms or [PLATFORM]
+    bad = [p for p in platforms if not re.fullmatch(r"manylinux[\w.]*_x86_64", p)]
+    if bad:
+        msg = f"--platform {bad[0]!r} is not a manylinux x86-64 tag (FC runs x86-64 Linux), e.g. {PLATFORM}"
+        raise ConfigError(msg)
+    result = build_package(project, output, args.python_version, platforms)
     built = f"; built here from source: {', '.join(result.built_locally)}" if result.built_locally else ""
     sys.stdout.write(f"{result.path}: {result.size_bytes / 1_048_576:.1f} MiB, {result.file_count} files, "
-                     f"for Python {result.python_version} on {PLATFORM}{built}\n")
+                     f"for Python {result.python_version} on {', '.join(result.platforms)}{built}\n")
     return 0

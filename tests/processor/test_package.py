@@ -108,6 +108,11 @@ def test_package_bad_python_version_exits_2(capsys, tmp_path):
     assert not (tmp_path / "x.zip").exists()
 
 
+def test_package_non_manylinux_platform_exits_2(capsys, tmp_path):
+    assert main(["package", "--output", str(tmp_path / "x.zip"), "--platform", "macosx_11_0_arm64"]) == 2
+    assert "--platform 'macosx_11_0_arm64' is not a manylinux x86-64 tag" in capsys.readouterr().err
+
+
 def test_package_not_a_checkout_exits_2(capsys, tmp_path):
     assert main(["package", "--project-dir", str(tmp_path), "--output", str(tmp_path / "x.zip")]) == 2
     assert "missing index.py, processor, checkpoints" in capsys.readouterr().err
@@ -178,6 +183,16 @@ def test_install_dependencies_builds_missing_pure_wheel_and_retries(tmp_path, mo
                  "--implementation", "cp", "--no-compile"):
         assert flag in install
     assert pip.calls[1][pip.calls[1].index("--no-binary") + 1] == "sdk"
+
+
+def test_install_dependencies_passes_every_platform(tmp_path, monkeypatch):
+    pip = FakePip(set())
+    monkeypatch.setattr(packaging, "_pip", pip)
+    packaging.install_dependencies(["x"], tmp_path / "t", tmp_path, "3.10",
+                                   ("manylinux_2_28_x86_64", "manylinux2014_x86_64"))
+    (install,) = pip.calls
+    assert [install[i + 1] for i, a in enumerate(install) if a == "--platform"] == ["manylinux_2_28_x86_64",
+                                                                                   "manylinux2014_x86_64"]
 
 
 def test_install_dependencies_refuses_platform_wheel_from_source(tmp_path, monkeypatch):
