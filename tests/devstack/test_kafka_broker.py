@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -138,3 +139,13 @@ def test_broker_port_in_use_refused_before_launch(kafka, tmp_path: Path):
 
     with pytest.raises(KafkaBrokerError, match=f"port {kafka.port} is already in use"):
         broker.start()
+
+
+def test_broker_jvm_exit_while_starting_raises_at_once_with_log(tmp_path: Path):
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))  # bound but not listening: invisible to a connect probe
+        broker = KafkaBroker(tmp_path / "kafka", port=free_port(), controller_port=blocker.getsockname()[1])
+
+        with pytest.raises(KafkaBrokerError, match=r"(?s)JVM exited with code.*Address already in use"):
+            broker.start(timeout=60)
+    assert broker.process is None
