@@ -113,6 +113,8 @@ def render(result: planning.Plan, throughput: Throughput, interval: int | None) 
         f"FC timeout that fits every interval in that range: >= {widest.timeout_seconds} s",
         "",
         _table(w, sorted({lo, hi, chosen, *(i for i in SHOWN_INTERVALS if lo <= i <= hi)})),
+        f"busy: share of the interval one invocation takes (at most {w.headroom:.0%}); catch-up: seconds of data "
+        "delivered per second while behind (above 1x a backlog shrinks); inv/day: shards that keep receiving data",
         "",
         f"s.yaml for a {chosen} s interval ({pick.records:,.0f} records per invocation, data at most "
         f"~{pick.freshness_seconds:.0f} s old in Kafka, {pick.invocations_per_day_total:,.0f} invocations/day):",
