@@ -51,7 +51,7 @@ class Fault:
     op: str = "any"
     action: str = ERROR
     times: int = 1
-    code: str = "InternalServerError"
+    code: str | None = None  # error only; defaults to InternalServerError
     message: str = ""
     status: int | None = None
     delay_s: float = 0.0
@@ -69,9 +69,10 @@ class Fault:
         if self.times < 1:
             msg = f"fault times {self.times} must be >= 1"
             raise ValueError(msg)
-        if self.status is None:
-            self.status = STATUS_BY_CODE.get(self.code, 500)
-        self.message = self.message or _DEFAULT_MESSAGES.get(self.code, self.code)
+        if self.action == ERROR:
+            self.code = self.code or "InternalServerError"
+            self.status = self.status or STATUS_BY_CODE.get(self.code, 500)
+            self.message = self.message or _DEFAULT_MESSAGES.get(self.code, self.code)
 
     def matches(self, op: str, project: str, logstore: str, shard: int | None) -> bool:
         """Whether a request falls under this rule."""
@@ -84,7 +85,7 @@ class Fault:
 
     def error(self) -> SlsError:
         """The error to answer for an ``error`` fault."""
-        return SlsError(self.code, self.message, self.status)
+        return SlsError(self.code or "InternalServerError", self.message, self.status)
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Fault:

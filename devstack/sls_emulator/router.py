@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import SlsError, parameter_invalid
+from .errors import SlsError
 from .handlers import Handlers
 from .http_types import Request, Response
 
@@ -20,9 +20,9 @@ class Route:
     handler: Callable[[Request], Response]
 
 
-def not_found(method: str, path: str) -> SlsError:
+def not_found(method: str, path: str, hint: str = "") -> SlsError:
     """SLS-style 404 for paths the emulator does not serve (also the readiness probe's answer)."""
-    return SlsError("NotFound", f"the SLS emulator has no API for {method} {path}", 404)
+    return SlsError("NotFound", f"the SLS emulator has no API for {method} {path}{'; ' + hint if hint else ''}", 404)
 
 
 class Router:
@@ -37,7 +37,7 @@ class Router:
         if not req.project:
             if req.method == "GET" and not parts:
                 return Route("project", "", None, self.h.list_projects)
-            raise parameter_invalid("the Host header must name a project: <project>.<endpoint>")
+            raise not_found(req.method, req.path, "the Host header names no project (<project>.<endpoint>)")
         route = self._project_route(req, parts) if not parts else None
         if route is None and parts[:1] == ["logstores"]:
             route = self._logstore_route(req, parts[1:])
