@@ -92,6 +92,15 @@ class Runtime:
         margin = min(self.settings.runtime.margin_seconds, timeout * 0.2)
         return Deadline.after(timeout - margin)
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush and close every producer and the checkpoint reader (end of a poller or test)."""
+        self.sink.close(timeout)
+        for sink in self._txn_sinks.values():
+            sink.close(timeout)
+        self._txn_sinks.clear()
+        if self._kafka_store is not None:
+            self._kafka_store.close()
+
     def process(self, event: TriggerEvent, creds: Credentials, timeout_seconds: float | None = None,
                 scope: str = "") -> Summary:
         settings = self.settings.with_parameter(event.parameter)

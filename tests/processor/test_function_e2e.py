@@ -48,7 +48,7 @@ def function(kafka, topic_factory, tmp_path, monkeypatch):
     monkeypatch.setattr(fc, "_runtime", None)
     yield topic, dlq, reinitialize
     if fc._runtime is not None:
-        fc._runtime.sink.close(5)
+        fc._runtime.close(5)
     monkeypatch.setattr(fc, "_runtime", None)
 
 
