@@ -1,0 +1,62 @@
+"""`sls-kafka run`: the SLS log trigger as a long-running local process (see processor.poller)."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from typing import Any
+
+from processor.commands.common import (
+    EnvDefault,
+    add_logstore_options,
+    graceful_stop,
+    int_in_range,
+    parse_parameter,
+    parse_position,
+    source_from_args,
+)
+from processor.poller import TRIGGER_SCOPE, TriggerConfig, TriggerRunner
+from processor.runtime import Runtime
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run", help="poll a logstore like the SLS trigger and run the handler for every new shard range",
+        description="Do what the FC log trigger does, against any SLS endpoint: every interval, for every shard "
+        "with new data (readonly parents until drained, new children as they appear), build the trigger's event "
+        "for [last end cursor, current end cursor) and run the handler on it, retrying failures. Progress is kept "
+        f"in the checkpoint store under the scope {TRIGGER_SCOPE!r}. SIGINT/SIGTERM finish the invocation in "
+        "flight and stop; a second signal abandons it (nothing is lost: the next run resumes from the checkpoint). "
+        "Kafka and checkpoint settings come from the environment, as for the function.")
+    add_logstore_options(p)
+    p.add_argument("--interval", action=EnvDefault, env="TRIGGER_INTERVAL", type=int_in_range(3, 600), default=60,
+                   help="seconds between polls, 3-600 (the trigger's jobConfig.triggerInterval; default 60)")
+    p.add_argument("--max-retry", action=EnvDefault, env="MAX_RETRY_TIME", type=int_in_range(0, 100), default=3,
+                   help="retries of a failed invocation, with backoff, 0-100 (jobConfig.maxRetryTime; default 3)")
+    p.add_argument("--start", default="end", metavar="begin|end|TIME",
+                   help="where shards start on the first run on a logstore: end (default, new data only, like a "
+                   "trigger without startTime), begin (all retained data) or a time (unix seconds or ISO-8601 with "
+                   "offset, like sourceConfig.startTime); later runs continue from their progress")
+    p.add_argument("--parameter", metavar="JSON",
+                   help="the trigger's functionParameter, e.g. '{\"topic\": \"other\"}'")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--once", action="store_const", const=1, dest="iterations",
+                      help="poll once (catching up fully) and exit")
+    stop.add_argument("--iterations", type=int_in_range(1, 10**9), metavar="N", help="poll N times and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    source = source_from_args(args)
+    config = TriggerConfig(source.endpoint, source.project, source.logstore, interval=args.interval,
+                           max_retry=args.max_retry, start=parse_position(args.start, "--start", allow_cursor=False),
+                           parameter=parse_parameter(args.parameter))
+    runtime = Runtime.from_env()
+    runtime.settings.with_parameter(config.parameter)
+    stop = threading.Event()
+    try:
+        with graceful_stop(stop, "the invocation in flight"):
+            TriggerRunner(runtime, config, source.credentials, stop).run(args.iterations)
+    finally:
+        runtime.sink.close()
+    return 0
