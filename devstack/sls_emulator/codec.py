@@ -66,7 +66,7 @@ def append_tags(group: bytes, tags: list[tuple[str, str]]) -> bytes:
     return group + extra
 
 
-def count_logs(group: bytes) -> int:
+def validate_log_group(group: bytes) -> int:
     """Validate a serialized LogGroup against the schema and return its number of logs."""
     msg = LogGroup()
     try:

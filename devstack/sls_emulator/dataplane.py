@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .codec import append_tags, count_logs, decode_cursor, encode_cursor, frame_group
+from .codec import append_tags, decode_cursor, encode_cursor, frame_group, validate_log_group
 from .errors import SlsError, invalid_cursor, parameter_invalid
 from .model import Logstore, Shard
 from .store import Store
@@ -37,7 +37,7 @@ class DataPlane:
 
     def put(self, project: str, logstore: str, group: bytes, hash_key: str | None, client_ip: str) -> None:
         """Store one serialized LogGroup in the shard picked by hash key, else round robin."""
-        count_logs(group)  # validates before anything is stored
+        validate_log_group(group)  # reject before anything is stored
         key = parse_hash_key(hash_key) if hash_key is not None else None
         with self.store.lock:
             store = self.store.logstore(project, logstore)

@@ -38,14 +38,14 @@ class Router:
             if req.method == "GET" and not parts:
                 return Route("project", "", None, self.h.list_projects)
             raise not_found(req.method, req.path, "the Host header names no project (<project>.<endpoint>)")
-        route = self._project_route(req, parts) if not parts else None
+        route = self._project_route(req) if not parts else None
         if route is None and parts[:1] == ["logstores"]:
             route = self._logstore_route(req, parts[1:])
         if route is None:
             raise not_found(req.method, req.path)
         return route
 
-    def _project_route(self, req: Request, parts: list[str]) -> Route | None:
+    def _project_route(self, req: Request) -> Route | None:
         handler = {
             "GET": self.h.get_project,
             "POST": self.h.create_project,
