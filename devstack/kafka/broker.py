@@ -133,6 +133,8 @@ class KafkaBroker:
     def start(self, timeout: float = 90.0) -> None:
         """Format the storage if new, launch the JVM and wait until it serves metadata requests.
 
+        Fetches the jars first if they are not cached yet (not counted in ``timeout``).
+
         Raises ``KafkaBrokerError`` with the tail of broker.log if the JVM exits or is not ready in time.
         """
         if self.process:
