@@ -7,6 +7,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from aliyun.log import LogClient, LogItem, PutLogsRequest
@@ -189,3 +190,27 @@ def test_emulator_project_and_logstore_management(sls_client: LogClient, sls_pro
     assert sls_client.list_logstore(sls_project).get_logstores() == ["a"]
     assert sls_client.get_project(sls_project).projectName == sls_project
     assert sls_project in [p["projectName"] for p in sls_client.list_project(size=500).get_projects()]
+
+
+def test_emulator_concurrent_writers_lose_nothing(sls_client_factory, sls_project: str):
+    setup = sls_client_factory()
+    setup.create_logstore(sls_project, LOGSTORE, shard_count=2)
+
+    def write(writer: int) -> None:
+        client = sls_client_factory()  # one session per thread, as real writers would have
+        for index in range(25):
+            items = [LogItem(1700000000, [("id", f"{writer}-{index}")])]
+            client.put_logs(PutLogsRequest(sls_project, LOGSTORE, "", "src", items))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(write, range(4)))
+    ids = []
+    for shard in range(2):
+        begin = setup.get_begin_cursor(sls_project, LOGSTORE, shard).get_cursor()
+        end = setup.get_end_cursor(sls_project, LOGSTORE, shard).get_cursor()
+        ids += [
+            log["id"]
+            for r in pull_range(setup, sls_project, LOGSTORE, shard, begin, end)
+            for log in r.get_flatten_logs_json()
+        ]
+    assert sorted(ids) == sorted(f"{w}-{i}" for w in range(4) for i in range(25))
