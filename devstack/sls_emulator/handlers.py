@@ -54,9 +54,9 @@ class Handlers:
     def list_projects(self, req: Request) -> Response:
         """ListProject."""
         offset, size = _int(req.param("offset", "0"), "offset"), _int(req.param("size", "100"), "size")
-        projects = self.store.list_projects(req.param("projectName") or "", offset, size)
+        projects, total = self.store.list_projects(req.param("projectName") or "", offset, size)
         docs = [p.describe(self.region) for p in projects]
-        return Response.of_json({"count": len(docs), "total": len(self.store.projects), "projects": docs})
+        return Response.of_json({"count": len(docs), "total": total, "projects": docs})
 
     def create_project(self, req: Request) -> Response:
         """CreateProject (the name comes from the Host header, like the SDK sends it)."""

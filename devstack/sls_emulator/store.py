@@ -103,11 +103,11 @@ class Store:
                 self._disk.forget(name)
             self.save_meta()
 
-    def list_projects(self, pattern: str, offset: int, size: int) -> list[Project]:
-        """Projects whose name contains ``pattern``, paged."""
+    def list_projects(self, pattern: str, offset: int, size: int) -> tuple[list[Project], int]:
+        """Projects whose name contains ``pattern``, paged, plus the total match count."""
         with self.lock:
             names = sorted(n for n in self.projects if pattern in n)
-            return [self.projects[n] for n in names[offset : offset + size]]
+            return [self.projects[n] for n in names[offset : offset + size]], len(names)
 
     # -- logstores ---------------------------------------------------------------------------------
 
