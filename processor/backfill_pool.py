@@ -1,4 +1,10 @@
-"""Backfill shards in parallel: one pool worker process per shard at a time, progress reported to the parent."""
+"""Backfill shards in parallel worker processes, each taking one shard at a time and reporting after every event.
+
+Stopping: SIGINT or SIGTERM to the parent, or to the whole process group as a service manager sends it, lets every
+worker finish its event in flight and return (workers ignore SIGINT, which a terminal sends to the whole group,
+and treat SIGTERM like the parent does). A second signal abandons: the parent kills the workers, which loses
+nothing either, since a checkpoint only moves after Kafka confirmed every record before it.
+"""
 
 from __future__ import annotations
 
@@ -15,66 +21,87 @@ from processor.credentials import Credentials
 from processor.poller import StopFlag
 from processor.runtime import Runtime
 
-# fork: workers inherit the logging set-up and need no re-import (spawn would re-run `python -m processor`);
-# the parent has no Kafka producer and no threads when the pool starts.
+# fork: workers inherit the logging set-up and need no re-import (spawn would re-run `python -m processor`'s
+# __main__); the parent has no Kafka producer and no threads when the workers start.
 _MP = multiprocessing.get_context("fork")
-
-# Set in each pool worker by `_init_worker`; a worker keeps its Runtime (and producer) across shards.
-_worker: dict[str, Any] = {}
 
 
 def stop_flag() -> StopFlag:
-    """A stop flag the pool's workers see."""
+    """A stop flag the workers see."""
     return _MP.Event()
-
-
-def _init_worker(job: BackfillJob, settings: Settings, credentials: Credentials, dry_run: bool, stop: StopFlag,
-                 updates: Any, out_lock: Any) -> None:
-    # The parent decides between finishing and abandoning; pool.terminate() must still kill.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    runtime = Runtime(settings)
-    invoker: Invoker = (DryRunInvoker(runtime, credentials, sys.stdout.buffer, out_lock) if dry_run
-                        else LocalInvoker(runtime, credentials, job.scope))
-    _worker.update(job=job, invoker=invoker, stop=stop, updates=updates)
-
-
-def _run_shard_in_worker(rng: ShardRange) -> ShardProgress:
-    w = _worker
-    return run_shard(w["job"], rng, w["invoker"], w["stop"], w["updates"].put)
 
 
 def run_parallel(job: BackfillJob, settings: Settings, ranges: Sequence[ShardRange], credentials: Credentials,
                  processes: int, dry_run: bool, stop: StopFlag,
                  on_progress: Callable[[ShardProgress], None]) -> list[ShardProgress]:
-    """Run every shard in a pool of `processes` workers; `on_progress` sees the workers' reports here.
+    """Backfill `ranges` in `processes` workers; returns each shard's final progress, in the order of `ranges`.
 
-    `stop` (from `stop_flag()`) lets every worker finish its current event and return. KeyboardInterrupt (a
-    second signal) terminates the workers instead, which loses nothing either: see the pipeline's commit order.
+    `on_progress` runs here, in the parent, for every report. `stop` must come from `stop_flag()`.
     """
-    updates = _MP.Queue()
-    pool = _MP.Pool(processes, _init_worker, (job, settings, credentials, dry_run, stop, updates, _MP.Lock()))
+    tasks, updates, out_lock = _MP.Queue(), _MP.Queue(), _MP.Lock()
+    for rng in ranges:
+        tasks.put(rng)
+    workers = [_MP.Process(target=_worker, args=(job, settings, credentials, dry_run, stop, tasks, updates, out_lock),
+                           name=f"backfill-{i}", daemon=True) for i in range(min(processes, len(ranges)))]
+    for _ in workers:
+        tasks.put(None)
+    final: dict[int, ShardProgress] = {}
+    # Whatever sits in these buffers at fork time would be written once by every process.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for w in workers:
+        w.start()
     try:
-        pending = [pool.apply_async(_run_shard_in_worker, (rng,)) for rng in ranges]
-        while not all(r.ready() for r in pending):
-            _drain(updates, on_progress, timeout=0.2)
-        results = [r.get() for r in pending]
+        while len(final) < len(ranges):
+            try:
+                is_final, progress = updates.get(timeout=0.2)
+            except queue.Empty:
+                if all(w.exitcode is not None for w in workers):
+                    _mark_lost(ranges, final, workers)
+                continue
+            if is_final:
+                final[progress.shard] = progress
+            on_progress(progress)
     except BaseException:
-        pool.terminate()
+        for w in workers:
+            w.kill()
         raise
     finally:
-        pool.close()
-        pool.join()
-    # A worker's last queued report can trail its result; the result is the final word.
-    for result in results:
-        on_progress(result)
-    return results
+        for w in workers:
+            w.join()
+    return [final[r.shard] for r in ranges]
 
 
-def _drain(updates: Any, on_progress: Callable[[ShardProgress], None], timeout: float) -> None:
+def _mark_lost(ranges: Sequence[ShardRange], final: dict[int, ShardProgress], workers: list[Any]) -> None:
+    codes = ", ".join(str(w.exitcode) for w in workers)
+    for rng in ranges:
+        if rng.shard not in final:
+            lost = ShardProgress(rng.shard, rng.log_groups, 0)
+            lost.error = f"the worker process died (exit codes {codes}); run the command again to resume"
+            final[rng.shard] = lost
+
+
+def _worker(job: BackfillJob, settings: Settings, credentials: Credentials, dry_run: bool, stop: StopFlag,
+            tasks: Any, updates: Any, out_lock: Any) -> None:
+    received = []
+
+    def on_term(signum: int, _frame: Any) -> None:
+        # Counted here, not read from `stop`: the parent may have set it for the same group-wide signal.
+        received.append(signum)
+        if len(received) > 1:
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, on_term)
+    runtime = Runtime(settings)
+    invoker: Invoker = (DryRunInvoker(runtime, credentials, sys.stdout.buffer, out_lock) if dry_run
+                        else LocalInvoker(runtime, credentials, job.scope))
     try:
-        on_progress(updates.get(timeout=timeout))
-        while True:
-            on_progress(updates.get_nowait())
-    except queue.Empty:
-        pass
+        while (rng := tasks.get()) is not None:
+            result = run_shard(job, rng, invoker, stop, lambda p: updates.put((False, p)))
+            updates.put((True, result))
+    except KeyboardInterrupt:
+        pass  # abandoned on a second signal: the pipeline has dropped what Kafka had not confirmed
+    finally:
+        runtime.close()

@@ -218,7 +218,7 @@ def invocation_retrying(max_retry: int, stop: StopFlag, sleep: Callable[[float],
         retry=retry_if_exception(lambda exc: isinstance(exc, Exception) and
                                  not isinstance(exc, (ConfigError, EventError))),
         stop=stop_any(stop_after_attempt(max_retry + 1), lambda _: stop.is_set()),
-        wait=wait_exponential_jitter(initial=1.0, max=30.0, jitter=1.0),
+        wait=wait_exponential_jitter(multiplier=1.0, max=30.0, jitter=1.0),
         sleep=sleep,
         before_sleep=before_sleep,
         reraise=True,

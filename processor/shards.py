@@ -62,7 +62,7 @@ class Logstore:
         self.project = project
         self.logstore = logstore
         self._retrying = Retrying(retry=retry_if_exception(is_retriable_sls_error),
-                                  wait=wait_exponential_jitter(initial=0.2, max=5.0),
+                                  wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
                                   stop=stop_after_delay(budget_seconds), reraise=True)
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:

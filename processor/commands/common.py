@@ -216,8 +216,11 @@ def graceful_stop(stop: StopFlag, what: str) -> Iterator[None]:
     Abandoning loses nothing either: checkpoints only move after Kafka confirmed the records before them.
     """
 
+    received = []
+
     def on_signal(signum: int, _frame: Any) -> None:
-        if stop.is_set():
+        received.append(signum)
+        if len(received) > 1:
             raise KeyboardInterrupt
         stop.set()
         log.warning("%s received: finishing %s, then stopping (signal again to abandon it)",

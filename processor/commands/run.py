@@ -58,5 +58,5 @@ def run(args: argparse.Namespace) -> int:
         with graceful_stop(stop, "the invocation in flight"):
             TriggerRunner(runtime, config, source.credentials, stop).run(args.iterations)
     finally:
-        runtime.sink.close()
+        runtime.close()
     return 0
