@@ -41,6 +41,7 @@ class Stack:
     dlq: str
     checkpoints: Path
     written: list[bytes] = field(default_factory=list)
+    extra: dict[str, str] = field(default_factory=dict)  # more processor variables, e.g. SLS_PULL_COUNT
     rng: random.Random = field(default_factory=lambda: random.Random(7))
 
     @property
@@ -51,7 +52,7 @@ class Stack:
                 "ALIBABA_CLOUD_ACCESS_KEY_ID": SLS_ACCESS_KEY_ID,
                 "ALIBABA_CLOUD_ACCESS_KEY_SECRET": SLS_ACCESS_KEY_SECRET,
                 "SLS_ENDPOINT": self.endpoint, "SLS_PROJECT": self.project, "SLS_LOGSTORE": self.logstore,
-                "INVOCATION_TIMEOUT_SECONDS": "120"}
+                "INVOCATION_TIMEOUT_SECONDS": "120", **self.extra}
 
     @property
     def env(self) -> dict[str, str]:
