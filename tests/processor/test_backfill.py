@@ -1,0 +1,199 @@
+"""`sls-kafka backfill` against the emulator (real SDK) and the real broker: ranges, resume, dry run, readonly."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections import Counter
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+from commands_support import checkpoint_files, stack_fixture, stop, wait_for  # noqa: F401  (the `stack` fixture)
+from kafka_helpers import read_all
+from pipeline_support import put_groups
+
+from processor.backfill import BackfillJob, LocalInvoker, ShardRange, run_shard
+from processor.credentials import Credentials
+from processor.event import cursor_position
+from processor.pipeline import MAX_IN_FLIGHT_BATCHES
+from processor.runtime import Runtime
+from processor.shards import cursor_from_position
+from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET, pull_range
+
+CREDS = Credentials(SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET)
+
+
+def summary_of(result) -> dict:
+    return orjson.loads(result.stdout)
+
+
+def values_in(stack, shard: int, begin: str, end: str) -> Counter:
+    """What the projection makes of [begin, end) of `shard`, read independently with the SDK."""
+    out: Counter = Counter()
+    for resp in pull_range(stack.client, stack.project, stack.logstore, shard, begin, end):
+        for log in resp.get_flatten_logs_json():
+            doc = orjson.loads(log["content"])
+            out[orjson.dumps({"speed": doc["speed"], "carID": doc["carID"], "seq": doc["seq"]})] += 1
+    return out
+
+
+def diff(delivered: Counter, expected: Counter) -> str:
+    return f"{sum((expected - delivered).values())} lost, {sum((delivered - expected).values())} duplicated"
+
+
+# ---------------------------------------------------------------------------------------------- events
+
+
+def test_events_cover_the_range_contiguously_in_bounded_sub_ranges():
+    job = BackfillJob("ep", "p", "l", "j", groups_per_event=7)
+    events = job.events(ShardRange(2, cursor_from_position(100), cursor_from_position(120)))
+    bounds = [(cursor_position(e.begin_cursor), cursor_position(e.end_cursor)) for e in events]
+    assert bounds == [(100, 107), (107, 114), (114, 120)]
+    assert {e.shard for e in events} == {2}
+    assert [e.task_id for e in events] == ["j/2/0", "j/2/1", "j/2/2"]
+    assert job.events(ShardRange(2, cursor_from_position(5), cursor_from_position(5))) == []
+
+
+# ------------------------------------------------------------------------------------ LocalInvoker, in-process
+
+
+def test_run_shard_stopped_between_events_resumes_without_rereading(stack):
+    stack.write(2000, per_group=20)
+    begin, end = stack.cursors(0)
+    job = BackfillJob(stack.endpoint, stack.project, stack.logstore, "in-process", groups_per_event=10)
+    invoker = LocalInvoker(Runtime.from_env(stack.variables), CREDS, job.scope)
+    halt = threading.Event()
+
+    def stop_after_three(progress):
+        if progress.events_done == 3:
+            halt.set()
+
+    first = run_shard(job, ShardRange(0, begin, end), invoker, halt, stop_after_three)
+    assert (first.events_done, first.complete, first.error) == (3, False, None)
+    again = run_shard(job, ShardRange(0, begin, end), invoker, threading.Event(), lambda _p: None)
+    assert again.complete
+    assert again.events_skipped == 3
+    assert again.log_groups_read == first.log_groups_total - first.log_groups_read
+    delivered = stack.delivered()
+    assert delivered == values_in(stack, 0, begin, end), diff(delivered, values_in(stack, 0, begin, end))
+
+
+# ------------------------------------------------------------------------------------------ subprocess
+
+
+def test_backfill_time_range_delivers_exactly_what_was_received_in_it(stack, sls_clock):
+    stack.write(1000)
+    sls_clock.advance(100)
+    middle = stack.write(1000)
+    sls_clock.advance(100)
+    stack.write(1000)
+    start = int(sls_clock.now) - 100
+    result = stack.cli("backfill", "--from", str(start), "--to", str(start + 100))
+    assert result.returncode == 0, result.stderr
+    assert summary_of(result)["records_read"] == 1000
+    assert stack.delivered() == Counter(middle)
+
+
+def test_backfill_iso_time_range_same_as_unix(stack, sls_clock):
+    stack.write(500)
+    sls_clock.advance(60)
+    middle = stack.write(500)
+    sls_clock.advance(60)
+    stack.write(500)
+    start = int(sls_clock.now) - 60
+    iso = [datetime.fromtimestamp(t, timezone.utc).isoformat() for t in (start, start + 60)]
+    result = stack.cli("backfill", "--from", iso[0], "--to", iso[1])
+    assert result.returncode == 0, result.stderr
+    assert stack.delivered() == Counter(middle)
+
+
+def test_backfill_cursor_range_of_one_shard(stack):
+    stack.write(3000, per_group=30)
+    begin, _end = stack.cursors(1)
+    start, stop_at = (cursor_from_position(cursor_position(begin) + n) for n in (10, 35))
+    result = stack.cli("backfill", "--shards", "1", "--from", start, "--to", stop_at, "--groups-per-event", "4")
+    assert result.returncode == 0, result.stderr
+    summary = summary_of(result)
+    assert [(s["shard"], s["events_total"], s["log_groups_read"]) for s in summary["shards"]] == [(1, 7, 25)]
+    expected = values_in(stack, 1, start, stop_at)
+    assert sum(expected.values()) == 25 * 30
+    assert stack.delivered() == expected
+
+
+def test_backfill_sigterm_to_group_finishes_events_then_rerun_completes_exactly(stack):
+    stack.write(100_000, per_group=50)
+    args = ("backfill", "--job-id", "graceful", "--groups-per-event", "20", "--processes", "2")
+    proc = stack.popen(*args)
+    wait_for(lambda: any(checkpoint_files(stack, "backfill-graceful")), 60, "the first confirmed batch")
+    stop(proc, signal.SIGTERM, group=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    first = orjson.loads(out)
+    assert not first["complete"]
+    assert 0 < first["records_read"] < 100_000
+    rerun = stack.cli(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    second = summary_of(rerun)
+    assert second["complete"]
+    assert first["records_read"] + second["records_read"] == 100_000
+    assert sum(s["events_skipped"] for s in second["shards"]) > 0
+    delivered = stack.delivered()
+    assert delivered == Counter(stack.written), diff(delivered, Counter(stack.written))
+
+
+def test_backfill_killed_then_rerun_loses_nothing_and_duplicates_at_most_the_batches_in_flight(stack):
+    pull_count = 10
+    stack.extra["SLS_PULL_COUNT"] = str(pull_count)
+    stack.write(100_000, per_group=50)
+    proc = stack.popen("backfill", "--job-id", "killed", "--groups-per-event", "200")
+    wait_for(lambda: len(list(checkpoint_files(stack, "backfill-killed"))) == 2, 60, "both shards under way")
+    stop(proc, signal.SIGKILL, group=True)
+    proc.communicate(timeout=30)
+    rerun = stack.cli("backfill", "--job-id", "killed", "--groups-per-event", "200")
+    assert rerun.returncode == 0, rerun.stderr
+    delivered = stack.delivered()
+    expected = Counter(stack.written)
+    assert set(delivered) == set(expected), diff(delivered, expected)
+    duplicated = sum((delivered - expected).values())
+    assert duplicated <= 2 * MAX_IN_FLIGHT_BATCHES * pull_count * 50
+
+
+def test_backfill_dry_run_prints_exactly_what_a_real_run_produces(stack):
+    stack.write(3000, per_group=25)
+    poison = [{"content": "not json"}, {"content": '{"speed": "fast", "carID": 1, "seq": -1}'}]
+    put_groups(stack.client, stack.project, stack.logstore, [poison])
+    dry = stack.cli("backfill", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    dry_summary = orjson.loads(dry.stderr[dry.stderr.index("{\n"):])
+    assert (dry_summary["dry_run"], dry_summary["dead_lettered"]) == (True, 2)
+    assert "would be dead-lettered: content field 'content' is not valid JSON" in dry.stderr
+    printed = Counter(line.encode() for line in dry.stdout.splitlines())
+    assert not list(checkpoint_files(stack, f"backfill-{dry_summary['job_id']}"))
+    real = stack.cli("backfill")
+    assert real.returncode == 0, real.stderr
+    assert summary_of(real)["dead_lettered"] == 2
+    assert stack.delivered() == printed
+    assert sum(printed.values()) == 3000
+    assert len(read_all(stack.bootstrap, stack.dlq)) == 2
+
+
+def test_backfill_all_shards_includes_readonly_parents(stack):
+    stack.write(1000)
+    stack.client.split_shard(stack.project, stack.logstore, 1, "c0000000000000000000000000000000")
+    stack.write(1000)
+    result = stack.cli("backfill", "--shards", "all")
+    assert result.returncode == 0, result.stderr
+    summary = summary_of(result)
+    assert [s["shard"] for s in summary["shards"]] == [0, 1, 2, 3]
+    assert next(s for s in summary["shards"] if s["shard"] == 1)["records_read"] == 500
+    assert stack.delivered() == Counter(stack.written)
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_backfill_process_count_does_not_change_the_result(stack, processes):
+    stack.write(5000)
+    result = stack.cli("backfill", "--processes", processes, "--groups-per-event", "15")
+    assert result.returncode == 0, result.stderr
+    assert summary_of(result)["processes"] == int(processes)
+    assert stack.delivered() == Counter(stack.written)
