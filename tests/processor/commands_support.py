@@ -71,9 +71,9 @@ class Stack:
     def delivered(self) -> Counter[bytes]:
         return Counter(r.value for r in read_all(self.bootstrap, self.topic, timeout=120))
 
-    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, stdin: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "processor", *args], env=self.env, capture_output=True,
-                              text=True, timeout=timeout, check=False, cwd=REPO)
+                              input=stdin, text=True, timeout=timeout, check=False, cwd=REPO)
 
     def popen(self, *args: str, stdout: Any = subprocess.PIPE) -> subprocess.Popen[str]:
         # Its own session, so a signal to its process group reaches backfill's worker processes too.
