@@ -85,6 +85,36 @@ class RoundStats:
         self.max_lag_seconds = max(self.max_lag_seconds, summary.lag_seconds or 0.0)
 
 
+class StopFlag(Protocol):
+    """threading.Event or multiprocessing.Event."""
+
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+def invocation_retrying(max_retry: int, stop: StopFlag, sleep: Callable[[float], Any], what: str) -> Retrying:
+    """The trigger's retry policy for one event: `max_retry` retries with backoff, cut short by `stop`.
+
+    Like the trigger, it retries whatever the function raised, except errors the same event reproduces.
+    """
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("%s: invocation failed (attempt %d of %d): %s; retrying in %.1fs", what, state.attempt_number,
+                    max_retry + 1, exc, state.upcoming_sleep)
+
+    return Retrying(
+        retry=retry_if_exception(lambda exc: isinstance(exc, Exception) and
+                                 not isinstance(exc, (ConfigError, EventError))),
+        stop=stop_any(stop_after_attempt(max_retry + 1), lambda _: stop.is_set()),
+        wait=wait_exponential_jitter(multiplier=1.0, max=30.0, jitter=1.0),
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
 class InvocationFailedError(ProcessorError):
     """Every attempt of one event failed; the range is tried again at the next interval."""
 
@@ -168,7 +198,7 @@ class TriggerRunner:
                 return
             self.store.save(self._key(shard.shard), window_end)
             progress = window_end
-        if shard.readonly and progress == end:
+        if shard.readonly and cursor_position(progress) >= cursor_position(end):
             log.info("shard %d is readonly and drained; no longer polled", shard.shard)
             self._drained.add(shard.shard)
 
@@ -193,33 +223,3 @@ class TriggerRunner:
             msg = (f"shard {event.shard}: invocation {event.task_id} for [{event.begin_cursor}, {event.end_cursor}) "
                    f"failed: {exc}; the next round tries the range again")
             raise InvocationFailedError(msg) from exc
-
-
-class StopFlag(Protocol):
-    """threading.Event or multiprocessing.Event."""
-
-    def is_set(self) -> bool: ...
-    def set(self) -> None: ...
-    def wait(self, timeout: float | None = None) -> bool: ...
-
-
-def invocation_retrying(max_retry: int, stop: StopFlag, sleep: Callable[[float], Any], what: str) -> Retrying:
-    """The trigger's retry policy for one event: `max_retry` retries with backoff, cut short by `stop`.
-
-    Like the trigger, it retries whatever the function raised, except errors the same event reproduces.
-    """
-
-    def before_sleep(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        log.warning("%s: invocation failed (attempt %d of %d): %s; retrying in %.1fs", what, state.attempt_number,
-                    max_retry + 1, exc, state.upcoming_sleep)
-
-    return Retrying(
-        retry=retry_if_exception(lambda exc: isinstance(exc, Exception) and
-                                 not isinstance(exc, (ConfigError, EventError))),
-        stop=stop_any(stop_after_attempt(max_retry + 1), lambda _: stop.is_set()),
-        wait=wait_exponential_jitter(multiplier=1.0, max=30.0, jitter=1.0),
-        sleep=sleep,
-        before_sleep=before_sleep,
-        reraise=True,
-    )

@@ -31,6 +31,27 @@ def cursor_from_position(position: int) -> str:
 
 
 @dataclass(frozen=True)
+class Position:
+    """A place in every shard, as given on the command line: begin, end, unix seconds or one shard's cursor."""
+
+    kind: Literal["begin", "end", "time", "cursor"]
+    value: str | int
+    text: str
+
+    def sort_key(self) -> int | None:
+        """Comparable without asking SLS when both sides are times or both cursors; else None."""
+        if self.kind == "time":
+            return int(self.value)
+        if self.kind == "cursor":
+            return cursor_position(str(self.value))
+        return None
+
+
+BEGIN = Position("begin", "begin", "begin")
+END = Position("end", "end", "end")
+
+
+@dataclass(frozen=True)
 class ShardInfo:
     shard: int
     status: str
@@ -106,24 +127,3 @@ class Logstore:
                    "another shard's cursor, or its data expired")
             raise ConfigError(msg)
         return cursor
-
-
-@dataclass(frozen=True)
-class Position:
-    """A place in every shard, as given on the command line: begin, end, unix seconds or one shard's cursor."""
-
-    kind: Literal["begin", "end", "time", "cursor"]
-    value: str | int
-    text: str
-
-    def sort_key(self) -> int | None:
-        """Comparable without asking SLS when both sides are times or both cursors; else None."""
-        if self.kind == "time":
-            return int(self.value)
-        if self.kind == "cursor":
-            return cursor_position(str(self.value))
-        return None
-
-
-BEGIN = Position("begin", "begin", "begin")
-END = Position("end", "end", "end")

@@ -16,6 +16,7 @@ from processor.backfill import BackfillJob, ShardProgress, default_job_id, plan
 from processor.backfill_pool import run_parallel, stop_flag
 from processor.commands.common import (
     EnvDefault,
+    access_from_args,
     add_logstore_options,
     check_job_id,
     check_order,
@@ -25,7 +26,6 @@ from processor.commands.common import (
     parse_position,
     parse_shards,
     settings_without_kafka,
-    source_from_args,
 )
 from processor.config import Settings
 from processor.errors import ConfigError
@@ -60,6 +60,7 @@ def register(sub: Any) -> None:
     p.add_argument("--groups-per-event", type=int_in_range(1, 10**7), default=2000, metavar="N",
                    help="log groups per event (default 2000); each event is one handler invocation")
     p.add_argument("--max-retry", action=EnvDefault, env="MAX_RETRY_TIME", type=int_in_range(0, 100), default=3,
+                   metavar="N",
                    help="retries of a failed event, with backoff (default 3)")
     p.add_argument("--parameter", metavar="JSON", help="functionParameter overrides, e.g. '{\"topic\": \"other\"}'")
     p.add_argument("--dry-run", action="store_true",
@@ -74,17 +75,17 @@ def run(args: argparse.Namespace) -> int:
     start, stop = parse_position(args.start, "--from"), parse_position(args.stop, "--to")
     check_order(start, stop)
     parameter = parse_parameter(args.parameter)
-    source = source_from_args(args)
+    access = access_from_args(args)
     job_id = check_job_id(args.job_id) if args.job_id else default_job_id(
-        source.project, source.logstore, start.text, stop.text, str(args.shards), orjson.dumps(parameter).decode())
+        access.project, access.logstore, start.text, stop.text, str(args.shards), orjson.dumps(parameter).decode())
     settings = settings_without_kafka() if args.dry_run else Settings.from_env()
     settings.with_parameter(parameter)
-    logstore = source.logstore_api()
+    logstore = access.logstore_api()
     shards = select_shards(logstore.shards(), args.shards)
     if start.kind == "cursor" or stop.kind == "cursor":
         _require_one_shard(shards, args.shards)
     ranges = plan(logstore, shards, start, stop)
-    job = BackfillJob(source.endpoint, source.project, source.logstore, job_id, args.groups_per_event,
+    job = BackfillJob(access.endpoint, access.project, access.logstore, job_id, args.groups_per_event,
                       args.max_retry, parameter)
     processes = args.processes or max(1, min(len(ranges), os.cpu_count() or 1))
     log.info("backfill job %s (checkpoint scope %s): shards %s, %d log groups, %d process(es)%s", job_id, job.scope,
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     flag = stop_flag()
     started = time.monotonic()
     with graceful_stop(flag, "the events in flight"):
-        results = run_parallel(job, settings, ranges, source.credentials, processes, args.dry_run, flag, view.update)
+        results = run_parallel(job, settings, ranges, access.credentials, processes, args.dry_run, flag, view.update)
     view.close()
     summary = _summary(job, args, processes, results, time.monotonic() - started)
     out = sys.stderr if args.dry_run else sys.stdout

@@ -64,11 +64,11 @@ def add_logstore_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--project", action=EnvDefault, env=SLS_PROJECT, required=True, help="SLS project")
     g.add_argument("--logstore", action=EnvDefault, env=SLS_LOGSTORE, required=True, help="SLS logstore")
     g.add_argument("--sls-proxy", action=EnvDefault, env=SLS_PROXY, metavar="URL",
-                   help="HTTP proxy for SLS requests, e.g. http://127.0.0.1:8380 for the local emulator")
+                   help="HTTP proxy for SLS requests, e.g. http://127.0.0.1:8090 for `sls-kafka dev up`'s emulator")
 
 
 @dataclass(frozen=True)
-class Source:
+class LogstoreAccess:
     """Where a command reads from, and as whom."""
 
     endpoint: str
@@ -82,13 +82,13 @@ class Source:
         return Logstore(client, self.project, self.logstore)
 
 
-def source_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Source:
+def access_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> LogstoreAccess:
     """Apply --sls-proxy and read the credentials, failing before anything is contacted."""
     env = os.environ if env is None else env
     if args.sls_proxy:
         # requests reads the proxy from the environment on every call; lowercase wins when both are set.
         os.environ["HTTP_PROXY"] = os.environ["http_proxy"] = args.sls_proxy
-    return Source(args.endpoint, args.project, args.logstore, resolve_credentials(None, env))
+    return LogstoreAccess(args.endpoint, args.project, args.logstore, resolve_credentials(None, env))
 
 
 def int_in_range(lo: int, hi: int) -> Callable[[str], int]:

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from checkpoints.base import CheckpointKey
-from processor.commands.common import add_logstore_options, parse_shards, settings_without_kafka, source_from_args
+from processor.commands.common import access_from_args, add_logstore_options, parse_shards, settings_without_kafka
 from processor.event import cursor_position
 from processor.poller import TRIGGER_SCOPE, trigger_progress_store
 from processor.runtime import Runtime
@@ -21,9 +21,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "lag", help="show per shard how far a checkpoint is behind the newest data",
         description="For every shard: the receive time of the newest log group (end time), the receive time of "
-        "the first log group the checkpoint has not delivered yet (checkpoint time), and the lag between them in "
-        "seconds and in log groups. A shard that is caught up has lag 0. Checkpoint settings come from the "
-        "environment (CHECKPOINT_STORE, CHECKPOINT_DIR, ...), as for the function.")
+        "the newest log group the checkpoint has delivered (checkpoint time), and the lag between them in seconds "
+        "and in log groups. A shard that is caught up has lag 0. Checkpoint settings come from the environment "
+        "(CHECKPOINT_STORE, CHECKPOINT_DIR, ...), as for the function.")
     add_logstore_options(p)
     p.add_argument("--scope", default="",
                    help=f"checkpoint scope: empty for the function's (default), {TRIGGER_SCOPE} for the progress "
@@ -34,14 +34,14 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    source = source_from_args(args)
+    access = access_from_args(args)
     runtime = Runtime(settings_without_kafka())
-    client = runtime.sls_client(source.endpoint, source.credentials)
-    logstore = Logstore(client, source.project, source.logstore)
+    client = runtime.sls_client(access.endpoint, access.credentials)
+    logstore = Logstore(client, access.project, access.logstore)
     store = trigger_progress_store(runtime, client) if args.scope == TRIGGER_SCOPE else runtime.checkpoint_store(client)
     rows = []
     for shard in select_shards(logstore.shards(), args.shards):
-        saved = store.load(CheckpointKey(source.project, source.logstore, shard.shard, args.scope))
+        saved = store.load(CheckpointKey(access.project, access.logstore, shard.shard, args.scope))
         rows.append(shard_lag(logstore, shard, saved))
     if args.json:
         sys.stdout.write(orjson.dumps({"scope": args.scope, "shards": rows}, option=orjson.OPT_INDENT_2).decode())

@@ -8,12 +8,12 @@ from typing import Any
 
 from processor.commands.common import (
     EnvDefault,
+    access_from_args,
     add_logstore_options,
     graceful_stop,
     int_in_range,
     parse_parameter,
     parse_position,
-    source_from_args,
 )
 from processor.poller import TRIGGER_SCOPE, TriggerConfig, TriggerRunner
 from processor.runtime import Runtime
@@ -30,8 +30,10 @@ def register(sub: Any) -> None:
         "Kafka and checkpoint settings come from the environment, as for the function.")
     add_logstore_options(p)
     p.add_argument("--interval", action=EnvDefault, env="TRIGGER_INTERVAL", type=int_in_range(3, 600), default=60,
+                   metavar="SECONDS",
                    help="seconds between polls, 3-600 (the trigger's jobConfig.triggerInterval; default 60)")
     p.add_argument("--max-retry", action=EnvDefault, env="MAX_RETRY_TIME", type=int_in_range(0, 100), default=3,
+                   metavar="N",
                    help="retries of a failed invocation, with backoff, 0-100 (jobConfig.maxRetryTime; default 3)")
     p.add_argument("--start", default="end", metavar="begin|end|TIME",
                    help="where shards start on the first run on a logstore: end (default, new data only, like a "
@@ -47,8 +49,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    source = source_from_args(args)
-    config = TriggerConfig(source.endpoint, source.project, source.logstore, interval=args.interval,
+    access = access_from_args(args)
+    config = TriggerConfig(access.endpoint, access.project, access.logstore, interval=args.interval,
                            max_retry=args.max_retry, start=parse_position(args.start, "--start", allow_cursor=False),
                            parameter=parse_parameter(args.parameter))
     runtime = Runtime.from_env()
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         with graceful_stop(stop, "the invocation in flight"):
-            TriggerRunner(runtime, config, source.credentials, stop).run(args.iterations)
+            TriggerRunner(runtime, config, access.credentials, stop).run(args.iterations)
     finally:
         runtime.close()
     return 0
