@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import threading
 from collections import Counter
@@ -13,7 +14,8 @@ from commands_support import checkpoint_files, stack_fixture, stop, wait_for  # 
 from kafka_helpers import read_all
 from pipeline_support import put_groups
 
-from processor.backfill import BackfillJob, LocalInvoker, ShardRange, run_shard
+from processor.backfill import BackfillJob, LocalInvoker, ShardProgress, ShardRange, run_shard
+from processor.commands.backfill import ProgressView
 from processor.credentials import Credentials
 from processor.event import cursor_position
 from processor.pipeline import MAX_IN_FLIGHT_BATCHES
@@ -53,6 +55,18 @@ def test_events_cover_the_range_contiguously_in_bounded_sub_ranges():
     assert {e.shard for e in events} == {2}
     assert [e.task_id for e in events] == ["j/2/0", "j/2/1", "j/2/2"]
     assert job.events(ShardRange(2, cursor_from_position(5), cursor_from_position(5))) == []
+
+
+def test_progress_view_redraws_one_line_per_shard_on_a_terminal():
+    out = io.StringIO()
+    view = ProgressView(out, tty=True, every=10)
+    view.update(ShardProgress(0, 100, 5, log_groups_done=40, log_groups_read=40, records_read=2000, seconds=2.0))
+    view.update(ShardProgress(1, 50, 3, log_groups_done=50, log_groups_read=50, records_read=900, seconds=1.5,
+                              complete=True))  # within the redraw period: shown at the next draw
+    view.close()
+    zero = "shard 0 [########------------]  40.0%  40/100 groups  2000 records  1000/s  ETA 0:00:03\x1b[K\n"
+    one = "shard 1 [####################] 100.0%  50/50 groups  900 records  600/s  done in 1.5s\x1b[K\n"
+    assert out.getvalue() == zero + "\x1b[1F" + zero + one
 
 
 # ------------------------------------------------------------------------------------ LocalInvoker, in-process
@@ -122,6 +136,7 @@ def test_backfill_cursor_range_of_one_shard(stack):
 
 
 def test_backfill_sigterm_to_group_finishes_events_then_rerun_completes_exactly(stack):
+    stack.extra["SLS_PULL_COUNT"] = "5"  # slower, so the signal surely lands mid-job
     stack.write(100_000, per_group=50)
     args = ("backfill", "--job-id", "graceful", "--groups-per-event", "20", "--processes", "2")
     proc = stack.popen(*args)
