@@ -105,13 +105,27 @@ class KafkaCheckpointStore:
         return latest
 
     def _high_watermark(self, tp: TopicPartition) -> int:
-        futures = self._admin_client().list_offsets({tp: OffsetSpec.latest()},
-                                                    isolation_level=IsolationLevel.READ_UNCOMMITTED)
-        return int(futures[tp].result(self.timeout).offset)
+        return self._list_offset(tp, OffsetSpec.latest(), IsolationLevel.READ_UNCOMMITTED)
 
     def _low_watermark(self, tp: TopicPartition) -> int:
-        futures = self._admin_client().list_offsets({tp: OffsetSpec.earliest()})
-        return int(futures[tp].result(self.timeout).offset)
+        return self._list_offset(tp, OffsetSpec.earliest(), IsolationLevel.READ_UNCOMMITTED)
+
+    def _list_offset(self, tp: TopicPartition, spec: OffsetSpec, isolation: IsolationLevel) -> int:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            futures = self._admin_client().list_offsets({tp: spec}, isolation_level=isolation)
+            try:
+                return int(futures[tp].result(self.timeout).offset)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if time.monotonic() < deadline:
+                    # After a broker restart the partition may lack a leader for a moment, and a client can
+                    # keep stale leader epochs: start over with a fresh admin client.
+                    self._admin = None
+                    time.sleep(0.2)
+                    continue
+                msg = f"cannot read offsets of checkpoint topic {self.topic!r}: {err.str()}"
+                raise CheckpointError(msg) from exc
 
     def _admin_client(self) -> AdminClient:
         if self._admin is None:

@@ -35,7 +35,7 @@ class RetryStats:
 
 
 def sls_retrying(deadline: Deadline, stats: RetryStats, sleep: Callable[[float], None] = time.sleep,
-                 max_wait: float = 8.0) -> Retrying:
+                 max_wait: float = 2.0) -> Retrying:
     """Exponential backoff with jitter until the invocation's budget would be overrun by the next sleep."""
 
     def stop(state: RetryCallState) -> bool:

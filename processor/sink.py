@@ -190,6 +190,7 @@ class TransactionalKafkaSink(KafkaSink):
         super().__init__(conf, factory)
         self.transactional_id = transactional_id
         self._initialized = False
+        self._in_transaction = False
 
     def init(self, deadline: Deadline) -> None:
         if self._initialized and self._producer is not None:
@@ -202,16 +203,19 @@ class TransactionalKafkaSink(KafkaSink):
             self.producer.begin_transaction()
         except KafkaException as exc:
             raise self._txn_error("begin", exc.args[0]) from exc
+        self._in_transaction = True
 
     def commit(self, deadline: Deadline) -> None:
         self._call("commit_transaction", deadline)
+        self._in_transaction = False
 
     def abort(self, deadline: Deadline) -> None:
         """Abort the open transaction; if even that fails, drop the producer (the retry's init aborts it)."""
-        if self._producer is None:
+        if self._producer is None or not self._in_transaction:
             return
         try:
             self._producer.abort_transaction(max(deadline.remaining(), 1.0))
+            self._in_transaction = False
         except KafkaException as exc:
             log.warning("abort of transaction %s failed (%s); the producer will be recreated",
                         self.transactional_id, exc.args[0].str())
@@ -243,3 +247,4 @@ class TransactionalKafkaSink(KafkaSink):
     def _drop(self) -> None:
         self._producer = None
         self._initialized = False
+        self._in_transaction = False

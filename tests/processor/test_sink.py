@@ -8,12 +8,22 @@ from processor.errors import SinkError
 from processor.sink import DeliveryTracker, KafkaSink
 
 
-def sink_for(kafka, **extra):
-    return KafkaSink({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True, "acks": "all",
-                      "linger.ms": 5, **extra})
+@pytest.fixture
+def sink_for(kafka):
+    sinks: list[KafkaSink] = []
+
+    def make(_kafka, **extra):
+        sinks.append(KafkaSink({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True, "acks": "all",
+                                "linger.ms": 5, **extra}))
+        return sinks[-1]
+
+    yield make
+    for sink in sinks:
+        sink.abandon()
+        sink.close(1)
 
 
-def test_sink_batch_is_confirmed_and_readable(kafka, topic_factory):
+def test_sink_batch_is_confirmed_and_readable(kafka, topic_factory, sink_for):
     topic = topic_factory(partitions=3)
     sink, tracker = sink_for(kafka), DeliveryTracker()
     headers = [("sls.shard", b"0")]
@@ -26,7 +36,7 @@ def test_sink_batch_is_confirmed_and_readable(kafka, topic_factory):
     assert all(r.headers == {"sls.shard": b"0"} for r in records)
 
 
-def test_sink_record_over_client_limit_is_handed_back_not_raised(kafka, topic_factory):
+def test_sink_record_over_client_limit_is_handed_back_not_raised(kafka, topic_factory, sink_for):
     topic = topic_factory()
     sink, tracker = sink_for(kafka, **{"message.max.bytes": 10_000}), DeliveryTracker()
     sink.produce(topic, None, b"x" * 20_000, [], tracker)
@@ -37,7 +47,7 @@ def test_sink_record_over_client_limit_is_handed_back_not_raised(kafka, topic_fa
     assert [r.value for r in read_all(kafka.bootstrap, topic)] == [b"small"]
 
 
-def test_sink_record_refused_by_broker_is_handed_back(kafka, topic_factory):
+def test_sink_record_refused_by_broker_is_handed_back(kafka, topic_factory, sink_for):
     topic = topic_factory(config={"max.message.bytes": "2000"})
     sink, tracker = sink_for(kafka, **{"compression.type": "none"}), DeliveryTracker()
     sink.produce(topic, None, b"y" * 5000, [], tracker)
@@ -46,7 +56,7 @@ def test_sink_record_refused_by_broker_is_handed_back(kafka, topic_factory):
     assert tracker.undeliverable[0].topic == topic
 
 
-def test_sink_delivery_error_raises_at_wait(kafka, topic_factory):
+def test_sink_delivery_error_raises_at_wait(kafka, topic_factory, sink_for):
     sink, tracker = sink_for(kafka, **{"message.timeout.ms": 2000}), DeliveryTracker()
     sink.produce("no-such-topic-for-sure", None, b"v", [], tracker)
     with pytest.raises(SinkError, match="Kafka did not confirm"):
