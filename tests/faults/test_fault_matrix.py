@@ -268,7 +268,8 @@ def test_row8_shard_split_parent_drained_children_consumed(setup, sls_client, sl
     sls_client.split_shard(sls_project, logstore, 0, "7fffffffffffffffffffffffffffffff")
     setup.write(sls_client, sls_project, logstore, 2000, seed=2)
     shards = {s["shardID"]: s["status"] for s in sls_client.list_shards(sls_project, logstore).get_shards_info()}
-    assert shards[0] == "readonly" and len(shards) == 3
+    assert shards[0] == "readonly"
+    assert len(shards) == 3
     for event in shard_events(sls_client, sls_proxy_env, sls_project, logstore):
         invoke_until_done(event)
     setup.check()
