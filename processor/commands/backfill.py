@@ -92,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
              ",".join(str(r.shard) for r in ranges), sum(r.log_groups for r in ranges), processes,
              ", dry run" if args.dry_run else "")
     if not args.verbose:
-        # One line per event would bury the progress lines; -v brings them back.
-        logging.getLogger("processor.runtime").setLevel(logging.WARNING)
+        # Lines per event would bury the progress lines; -v brings them back.
+        for name in ("processor.runtime", "processor.pipeline"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     view = ProgressView(sys.stderr, sys.stderr.isatty(), args.progress_every)
     flag = stop_flag()
     started = time.monotonic()
