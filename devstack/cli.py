@@ -9,6 +9,7 @@ from typing import Any
 
 from devstack import stack
 from devstack.kafka import KafkaBrokerError, KafkaJarsError
+from devstack.sls_emulator.__main__ import main as emulator_main
 
 EXIT_DOWN = 3
 EXAMPLE_ENDPOINT = "cn-hangzhou.log.emulator"
@@ -38,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     sub.add_parser(
         "status", parents=[state], help=f"show what runs; exit 0 when all is up, {EXIT_DOWN} otherwise"
     ).set_defaults(func=_status)
+    # The emulator parses its own options (see devstack.sls_emulator.__main__), so --help shows them.
+    emulator = subparsers.add_parser(
+        "emulator", add_help=False, help="run the SLS emulator alone in the foreground (--help for its options)"
+    )
+    emulator.set_defaults(func=lambda args: emulator_main(args.extra, prog="sls-kafka emulator"), takes_extra=True)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

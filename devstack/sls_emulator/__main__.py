@@ -20,8 +20,8 @@ def _access_key(value: str) -> tuple[str, str]:
     return key_id, secret
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m devstack.sls_emulator", description=__doc__)
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8090, help="port to bind; 0 picks a free one (default 8090)")
     parser.add_argument("--data-dir", help="persist state here so it survives a restart (default: memory only)")
@@ -38,9 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m devstack.sls_emulator") -> int:
     """Serve until SIGTERM or SIGINT."""
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s")
     credentials = dict(args.access_key) or None
     server = EmulatorServer(args.host, args.port, args.data_dir, credentials, args.region).start()
