@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import sys
 from pathlib import Path
 from typing import Any
 
+from aliyun.log import LogClient
+
 from devstack import stack
 from devstack.kafka import KafkaBrokerError, KafkaJarsError
+from devstack.sample_data import ensure_logstore, write_driving_logs
 from devstack.sls_emulator.__main__ import main as emulator_main
 
 EXIT_DOWN = 3
@@ -39,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     sub.add_parser(
         "status", parents=[state], help=f"show what runs; exit 0 when all is up, {EXIT_DOWN} otherwise"
     ).set_defaults(func=_status)
+    seed = sub.add_parser("seed", parents=[state],
+                          help="write sample driving logs (lesson lines, vehicles, poison) into the running emulator")
+    seed.add_argument("--project", default="demo", help="project, created if missing (default: %(default)s)")
+    seed.add_argument("--logstore", default="driving", help="logstore, created if missing (default: %(default)s)")
+    seed.add_argument("--shards", type=int, default=4, help="shards of a new logstore (default: %(default)s)")
+    seed.add_argument("--records", type=int, default=10_000, help="vehicle records to write (default: %(default)s)")
+    seed.set_defaults(func=_seed)
     # The emulator parses its own options (see devstack.sls_emulator.__main__), so --help shows them.
     emulator = subparsers.add_parser(
         "emulator", add_help=False, help="run the SLS emulator alone in the foreground (--help for its options)"
@@ -80,6 +92,22 @@ def _status(args: argparse.Namespace) -> int:
     running = {name: svc for name, svc in services.items() if svc is not None}
     _print_access(running)
     return 0 if len(running) == len(services) else EXIT_DOWN
+
+
+def _seed(args: argparse.Namespace) -> int:
+    sls = stack.status(args.state_dir)[stack.SLS]
+    if sls is None:
+        print("sls-kafka dev seed: error: the emulator is not running; start it with `sls-kafka dev up`",
+              file=sys.stderr)
+        return 1
+    proxy = f"http://127.0.0.1:{sls.port}"
+    os.environ["HTTP_PROXY"] = os.environ["http_proxy"] = proxy
+    client = LogClient(EXAMPLE_ENDPOINT, "dev", "dev")
+    ensure_logstore(client, args.project, args.logstore, args.shards)
+    written = write_driving_logs(client, args.project, args.logstore, args.records, random.Random())
+    print(f"wrote {written.logs} logs ({written.poison} poison) to {args.project}/{args.logstore} "
+          f"at {EXAMPLE_ENDPOINT} (HTTP_PROXY={proxy})")
+    return 0
 
 
 def _print_access(services: dict[str, stack.Service]) -> None:

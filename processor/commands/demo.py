@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aliyun.log import LogClient, LogItem, PutLogsRequest
+from aliyun.log import LogClient
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from devstack import stack
 from devstack.kafka import create_topics
+from devstack.sample_data import Written, ensure_logstore, write_driving_logs
 from processor.commands.common import int_in_range
 from processor.credentials import Credentials
 from processor.poller import TriggerConfig, TriggerRunner
@@ -30,20 +31,6 @@ from processor.runtime import Runtime
 from processor.shards import BEGIN
 
 ENDPOINT = "cn-hangzhou.log.emulator"
-LESSON_LINES = (
-    '{"speed":12,"carID":1234,"manufacturer":"BenZ","zone":"China","distance":102,"endAt":"Beijing",'
-    '"startAt":"Shanghai"}',
-    '{"speed":24,"carID":3512,"manufacturer":"BenZ","zone":"China","distance":102,"endAt":"Beijing",'
-    '"startAt":"Shanghai"}',
-)
-POISON = (
-    {"content": '{"speed": 40, "carID": '},
-    {"content": '{"speed": 40}'},
-    {"content": '{"speed": "fast", "carID": 77}'},
-    {"content": ""},
-)
-
-
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="run the whole path on the local stack (Kafka + SLS emulator) and check it",
                        description=__doc__)
@@ -85,57 +72,29 @@ def _demo(args: argparse.Namespace, bootstrap: str, sls_port: int, state_dir: Pa
     })
     creds = Credentials("demo-key", "demo-secret")
     client = LogClient(ENDPOINT, creds.access_key_id, creds.access_key_secret)
-    client.create_project(project, "sls-kafka demo")
-    client.create_logstore(project, logstore, ttl=1, shard_count=4)
+    ensure_logstore(client, project, logstore, shards=4)
     create_topics(bootstrap, [topic], partitions=4)
     create_topics(bootstrap, [dlq], partitions=1)
     print(f"== SLS {ENDPOINT} project {project}, logstore {logstore} (4 shards) -> Kafka {bootstrap} topic {topic}")
 
     runtime = Runtime.from_env()
-    expected: Counter[bytes] = Counter()
-    poison = 0
+    written = Written()
     rng = random.Random(run_id)
     try:
         runner = TriggerRunner(runtime, TriggerConfig(ENDPOINT, project, logstore, interval=args.interval,
                                                       max_retry=3, start=BEGIN), creds)
         for i in range(args.intervals):
-            written, bad = _write_interval(client, project, logstore, i, args.records, rng)
-            expected.update(written)
-            poison += bad
+            now = write_driving_logs(client, project, logstore, args.records, rng, lesson=i == 0)
+            written.add(now)
             stats = runner.run_round()
-            print(f"   interval {i + 1}: wrote {sum(written.values()) + bad} logs; {stats.invocations} invocation(s), "
+            print(f"   interval {i + 1}: wrote {now.logs} logs; {stats.invocations} invocation(s), "
                   f"{stats.records} read, {stats.produced} produced, {stats.dead_lettered} dead-lettered "
                   f"in {stats.seconds:.2f}s")
             if i + 1 < args.intervals:
                 time.sleep(args.interval)
     finally:
         runtime.close()
-    return _report(bootstrap, topic, dlq, expected, poison)
-
-
-def _write_interval(client: LogClient, project: str, logstore: str, interval: int, n: int,
-                    rng: random.Random) -> tuple[Counter[bytes], int]:
-    """Write one interval's logs: JSON-in-content (Logtail simple mode) and key/value groups, plus poison."""
-    lines = list(LESSON_LINES) if interval == 0 else []
-    vehicles = [{"speed": rng.randint(0, 160), "carID": rng.randint(1000, 1099), "manufacturer": "BenZ",
-                 "zone": "China", "distance": rng.randint(1, 500), "endAt": "Beijing", "startAt": "Shanghai"}
-                for _ in range(n)]
-    lines += [orjson.dumps(v).decode() for v in vehicles[: n // 2]]
-    groups = [[{"content": line} for line in lines[k:k + 200]] for k in range(0, len(lines), 200)]
-    groups += [[{k: str(v) for k, v in vehicle.items()} for vehicle in vehicles[n // 2:][k:k + 200]]
-               for k in range(0, n - n // 2, 200)]
-    groups[0] = groups[0] + list(POISON)
-    for contents in groups:
-        items = []
-        for c in contents:
-            item = LogItem(timestamp=int(time.time()))
-            item.set_contents(list(c.items()))
-            items.append(item)
-        client.put_logs(PutLogsRequest(project, logstore, "driving", "10.0.0.8", items))
-    written = Counter(orjson.dumps({"speed": orjson.loads(line)["speed"], "carID": orjson.loads(line)["carID"]})
-                      for line in lines)
-    written.update(orjson.dumps({"speed": v["speed"], "carID": v["carID"]}) for v in vehicles[n // 2:])
-    return written, len(POISON)
+    return _report(bootstrap, topic, dlq, written.expected, written.poison)
 
 
 def _report(bootstrap: str, topic: str, dlq: str, expected: Counter[bytes], poison: int) -> int:
