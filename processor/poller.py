@@ -68,6 +68,8 @@ class TriggerConfig:
 
 @dataclass
 class RoundStats:
+    """One round: `failed` counts events that failed after their retries (1 for a round that failed as a whole)."""
+
     shards: int = 0
     invocations: int = 0
     failed: int = 0
@@ -142,27 +144,30 @@ class TriggerRunner:
     def run(self, iterations: int | None = None) -> list[RoundStats]:
         """Poll every interval until stopped (or for `iterations` rounds); the first round's errors are fatal."""
         history: list[RoundStats] = []
-        while not self.stop.is_set() and (iterations is None or self.rounds < iterations):
+        while not self.stop.is_set() and (iterations is None or len(history) < iterations):
             started = time.monotonic()
             try:
                 history.append(self.run_round())
             except ProcessorError as exc:
-                if self.rounds == 0:
+                if self.rounds == 1:
                     raise
-                log.error("round %d failed: %s; trying again in %ss", self.rounds + 1, exc, self.config.interval)
-            self.rounds += 1
-            if iterations is None or self.rounds < iterations:
+                log.error("round %d failed: %s; trying again in %ss", self.rounds, exc, self.config.interval)
+                history.append(RoundStats(failed=1))
+            if iterations is None or len(history) < iterations:
                 self._sleep(max(0.0, self.config.interval - (time.monotonic() - started)))
         return history
 
     def run_round(self) -> RoundStats:
+        """One poll of every shard, catching each up to the end cursor it has when the round reaches it."""
+        first_round = self.rounds == 0
+        self.rounds += 1
         started = time.monotonic()
         stats = RoundStats()
         shards = [s for s in self.logstore.shards() if s.shard not in self._drained]
         progress = {s.shard: self.store.load(self._key(s.shard)) for s in shards}
         # --start applies only when the runner has never run on this logstore; shards that appear later
         # (split/merge children, or shards added while it was down) are read from their beginning.
-        start = self.config.start if self.rounds == 0 and all(p is None for p in progress.values()) else BEGIN
+        start = self.config.start if first_round and all(p is None for p in progress.values()) else BEGIN
         # Every new shard's start is saved before any invocation, so a crash now cannot change where it starts.
         for shard in shards:
             if progress[shard.shard] is None:
@@ -176,7 +181,7 @@ class TriggerRunner:
         stats.seconds = time.monotonic() - started
         rate = stats.records / stats.seconds if stats.seconds > 0 else 0.0
         log.info("round %d: %d shard(s), %d invocation(s), %d failed, %d records (%d produced, %d dead-lettered) in "
-                 "%.2fs = %.0f records/s, max lag %.1fs", self.rounds + 1, stats.shards, stats.invocations,
+                 "%.2fs = %.0f records/s, max lag %.1fs", self.rounds, stats.shards, stats.invocations,
                  stats.failed, stats.records, stats.produced, stats.dead_lettered, stats.seconds, rate,
                  stats.max_lag_seconds)
         return stats
