@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import tempfile
@@ -181,6 +182,9 @@ class Settings:
             compression=r.choice("SLS_COMPRESSION", ("lz4", "zstd", "none")),  # type: ignore[arg-type]
             invalid_cursor_policy=r.choice("SLS_INVALID_CURSOR_POLICY", ("begin", "fail", "end")),  # type: ignore[arg-type]
         )
+        if source.compression == "zstd" and importlib.util.find_spec("zstd") is None:
+            msg = "SLS_COMPRESSION=zstd needs the `zstd` package (pip install zstd; add it to the FC package)"
+            raise ConfigError(msg)
         store = r.choice("CHECKPOINT_STORE", ("file", "sls", "kafka"))
         if store == "kafka" and kafka.delivery_mode != "exactly-once":
             msg = "CHECKPOINT_STORE=kafka needs DELIVERY_MODE=exactly-once (the cursor is written in the transaction)"

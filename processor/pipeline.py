@@ -72,8 +72,14 @@ class _InFlight:
     dead_letters: int
 
 
-def resume_point(event: TriggerEvent, saved: str | None) -> tuple[str, str]:
-    """Where to start inside [begin, end) given a saved cursor: ('begin'|'resume'|'done', cursor)."""
+def resume_point(event: TriggerEvent, saved: str | None, shared_store: bool = False) -> tuple[str, str]:
+    """Where to start given a saved cursor: ('begin'|'resume'|'catch-up'|'done', cursor).
+
+    A checkpoint *before* the range means [checkpoint, begin) was never confirmed: an earlier invocation
+    failed and the trigger moved on. With a shared store (SLS consumer group, Kafka) the checkpoint is the
+    truth for every instance, so the run starts there ('catch-up') rather than leave that stretch behind.
+    A file store on FC is per instance and may simply be stale, so there the range starts at its begin.
+    """
     if saved is None:
         return "begin", event.begin_cursor
     pos = cursor_position(saved, "checkpoint")
@@ -82,6 +88,8 @@ def resume_point(event: TriggerEvent, saved: str | None) -> tuple[str, str]:
         return "done", saved
     if pos > begin:
         return "resume", saved
+    if pos < begin and shared_store:
+        return "catch-up", saved
     return "begin", event.begin_cursor
 
 
@@ -90,7 +98,7 @@ class RangePipeline:
 
     def __init__(self, event: TriggerEvent, client: Any, projector: Projector, sink: KafkaSink,
                  store: CheckpointStore, key: CheckpointKey, topic: str, dlq_topic: str, settings_source: Any,
-                 retrying: Any, stats: RetryStats, deadline: Deadline) -> None:
+                 retrying: Any, stats: RetryStats, deadline: Deadline, shared_store: bool = False) -> None:
         self.event = event
         self.client = client
         self.projector = projector
@@ -103,20 +111,32 @@ class RangePipeline:
         self.retrying = retrying
         self.stats = stats
         self.deadline = deadline
+        self.shared_store = shared_store
         self.summary = Summary(event.project, event.logstore, event.shard, event.begin_cursor, event.end_cursor)
 
-    def run(self) -> Summary:
-        started = time.monotonic()
+    def start(self) -> str | None:
+        """Load the checkpoint and decide where this run starts; None when the range is already delivered."""
         ev, s = self.event, self.summary
         if ev.cursor_time is not None:
             s.lag_seconds = round(time.time() - ev.cursor_time, 3)
-        state, start = resume_point(ev, self.store.load(self.key))
+        state, start = resume_point(ev, self.store.load(self.key), self.shared_store)
         s.start_cursor = s.cursor_reached = start
-        s.resumed_from_checkpoint = state == "resume"
+        s.resumed_from_checkpoint = state in ("resume", "catch-up")
+        if state == "catch-up":
+            log.warning("checkpoint %s of %s lies before the range [%s, %s): an earlier range was not confirmed; "
+                        "delivering from the checkpoint", start, self.key, ev.begin_cursor, ev.end_cursor)
         if state == "done":
             s.already_delivered = True
             s.cursor_reached = ev.end_cursor
             log.info("range of %s already delivered (checkpoint %s); nothing to do", self.key, start)
+            return None
+        return start
+
+    def run(self) -> Summary:
+        started = time.monotonic()
+        ev, s = self.event, self.summary
+        start = self.start()
+        if start is None:
             return self._finish(started)
         source = ShardRangeSource(self.client, ev.project, ev.logstore, ev.shard, start, ev.end_cursor,
                                   self.source_config, self.retrying, self._on_gap)

@@ -111,7 +111,8 @@ class Runtime:
         args = (event, client, self.projector(settings))
         rest = dict(store=self.checkpoint_store(client), key=key, topic=settings.kafka.topic,
                     dlq_topic=settings.kafka.dlq_topic, settings_source=settings.source,
-                    retrying=sls_retrying(deadline, stats), stats=stats, deadline=deadline)
+                    retrying=sls_retrying(deadline, stats), stats=stats, deadline=deadline,
+                    shared_store=self.settings.checkpoint.store != "file")
         pipeline: RangePipeline
         if settings.kafka.delivery_mode == "exactly-once":
             pipeline = ExactlyOncePipeline(*args, sink=self.transactional_sink(key),

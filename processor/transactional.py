@@ -17,7 +17,7 @@ from typing import Any
 
 from checkpoints.kafka_txn import KafkaCheckpointStore
 from processor.errors import BudgetExceededError, FatalSinkError, SinkError
-from processor.pipeline import RangePipeline, Summary, _InFlight, resume_point
+from processor.pipeline import RangePipeline, Summary, _InFlight
 from processor.sink import TransactionalKafkaSink
 from processor.source import ShardRangeSource
 
@@ -34,17 +34,10 @@ class ExactlyOncePipeline(RangePipeline):
 
     def run(self) -> Summary:
         started = time.monotonic()
-        ev, s = self.event, self.summary
-        if ev.cursor_time is not None:
-            s.lag_seconds = round(time.time() - ev.cursor_time, 3)
+        s = self.summary
         self.sink.init(self.deadline)
         self.store.bind(self.sink.producer)
-        state, start = resume_point(ev, self.store.load(self.key))
-        s.start_cursor = s.cursor_reached = start
-        s.resumed_from_checkpoint = state == "resume"
-        if state == "done":
-            s.already_delivered = True
-            s.cursor_reached = ev.end_cursor
+        if self.start() is None:
             return self._finish(started)
         while True:
             try:

@@ -278,3 +278,31 @@ def test_expired_cursor_follows_policy_and_reports_the_gap(function, sls_client,
     assert [g["log_groups"] for g in summary["gaps"]] == [10]
     assert summary["produced"] == 5
     assert sorted(orjson.loads(r.value)["speed"] for r in read_all(kafka.bootstrap, topic)) == [2] * 5
+
+
+def _cursor_plus(cursor: str, n: int) -> str:
+    import base64
+
+    from processor.event import cursor_position
+
+    return base64.b64encode(str(cursor_position(cursor) + n).encode()).decode()
+
+
+@pytest.mark.parametrize(("store", "delivered"), [("sls", range(5, 20)), ("file", range(10, 20))])
+def test_checkpoint_before_the_range_catches_up_with_a_shared_store(function, sls_client, sls_project,
+                                                                    sls_proxy_env, kafka, store, delivered):
+    """A range the trigger gave up on leaves the checkpoint behind; a shared store makes the next run cover it."""
+    topic, _, reinitialize = function
+    reinitialize(CHECKPOINT_STORE=store)
+    logstore = make_logstore(sls_client, sls_project)
+    put_groups(sls_client, sls_project, logstore, [json_contents([{"speed": g, "carID": g}]) for g in range(20)])
+    [event] = shard_events(sls_client, sls_proxy_env, sls_project, logstore)
+    doc = orjson.loads(event)
+    begin = doc["source"]["beginCursor"]
+    first = {**doc, "source": {**doc["source"], "endCursor": _cursor_plus(begin, 5)}}
+    fc.handler(orjson.dumps(first), fc312_context())
+    later = {**doc, "source": {**doc["source"], "beginCursor": _cursor_plus(begin, 10)}}
+    summary = fc.handler(orjson.dumps(later), fc312_context())
+    speeds = sorted(orjson.loads(r.value)["speed"] for r in read_all(kafka.bootstrap, topic))
+    assert speeds == [*range(5), *delivered]
+    assert summary["resumed_from_checkpoint"] is (store == "sls")
