@@ -233,6 +233,19 @@ class Settings:
         return replace(self, kafka=kafka, projection=projection)
 
 
+def json_object(text: str, what: str, example: str) -> dict[str, Any]:
+    """Parse a JSON object given in a variable or flag named `what`; anything else is a ConfigError."""
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        msg = f"{what} is not valid JSON ({exc}); expected an object like {example}"
+        raise ConfigError(msg) from None
+    if not isinstance(doc, dict):
+        msg = f"{what} must be a JSON object, got {type(doc).__name__}"
+        raise ConfigError(msg)
+    return doc
+
+
 def _default_state_dir(env: Mapping[str, str]) -> str:
     if "FC_FUNCTION_NAME" in env:
         # On FC only /tmp is writable, and it lives as long as the instance.
@@ -286,23 +299,17 @@ class _Reader:
         return _check_choice(used, value, choices)
 
     def integer(self, name: str, lo: int, hi: int) -> int:
-        used, value = self.raw(name)
-        try:
-            number = int(value or "")
-        except ValueError:
-            msg = f"{used}={value!r} is not a whole number"
-            raise ConfigError(msg) from None
-        if not lo <= number <= hi:
-            msg = f"{used}={number} is out of range {lo}..{hi}"
-            raise ConfigError(msg)
-        return number
+        return int(self._ranged(name, lo, hi, int, "a whole number"))
 
     def number(self, name: str, lo: float, hi: float) -> float:
+        return float(self._ranged(name, lo, hi, float, "a number"))
+
+    def _ranged(self, name: str, lo: float, hi: float, cast: type[int] | type[float], kind: str) -> float:
         used, value = self.raw(name)
         try:
-            number = float(value or "")
+            number = cast(value or "")
         except ValueError:
-            msg = f"{used}={value!r} is not a number"
+            msg = f"{used}={value!r} is not {kind}"
             raise ConfigError(msg) from None
         if not lo <= number <= hi:
             msg = f"{used}={number} is out of range {lo}..{hi}"
@@ -311,14 +318,7 @@ class _Reader:
 
     def producer_options(self) -> dict[str, Any]:
         used, value = self.raw("KAFKA_PRODUCER_CONFIG")
-        try:
-            options = orjson.loads(value or "{}")
-        except orjson.JSONDecodeError as exc:
-            msg = f"{used} is not valid JSON ({exc}); expected an object like {{\"linger.ms\": 20}}"
-            raise ConfigError(msg) from None
-        if not isinstance(options, dict):
-            msg = f"{used} must be a JSON object, got {type(options).__name__}"
-            raise ConfigError(msg)
+        options = json_object(value or "{}", used, '{"linger.ms": 20}')
         for key in ("bootstrap.servers", "enable.idempotence", "transactional.id"):
             if key in options:
                 msg = f"{used} must not set {key!r}: it is managed by the processor"

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 from aliyun.log import LogClient
 
-from processor.config import Settings
+from processor.config import Settings, json_object
 from processor.credentials import Credentials, resolve_credentials
 from processor.errors import ConfigError, EventError
 from processor.event import cursor_position
@@ -177,15 +176,7 @@ def parse_parameter(text: str | None) -> dict[str, Any]:
     """--parameter: the trigger's functionParameter as a JSON object (validated by Settings.with_parameter)."""
     if not text:
         return {}
-    try:
-        doc = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        msg = f"--parameter is not JSON ({exc}); expected an object like '{{\"topic\": \"other\"}}'"
-        raise ConfigError(msg) from None
-    if not isinstance(doc, dict):
-        msg = f"--parameter must be a JSON object, got {type(doc).__name__}"
-        raise ConfigError(msg)
-    return doc
+    return json_object(text, "--parameter", '{"topic": "other"}')
 
 
 def check_job_id(text: str) -> str:
