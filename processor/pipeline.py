@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from checkpoints.base import CheckpointKey, CheckpointStore
@@ -175,26 +175,25 @@ class RangePipeline:
     def _produce(self, batch: Batch) -> _InFlight:
         ev, s = self.event, self.summary
         tracker = DeliveryTracker()
-        produce, project = self.sink.produce, self.projector.project_group
+        produce_all, project = self.sink.produce_all, self.projector.project_group
         topic, dlq = self.topic, self.dlq_topic
         records = dead = 0
         for index, group in enumerate(batch.groups):
             where = Provenance(ev.project, ev.logstore, ev.shard, batch.cursor, index)
             headers = where.headers()
             good, bad = project(group)
-            for key, value in good:
-                produce(topic, key, value, headers, tracker)
-                s.bytes_produced += len(value)
+            s.bytes_produced += produce_all(topic, good, headers, tracker)
             records += len(good)
             for rejected in bad:
                 value = dead_letter_value(rejected.reason, rejected.log, where, topic)
-                produce(dlq, rejected.key, value, headers, tracker)
+                self.sink.produce(dlq, rejected.key, value, headers, tracker)
             dead += len(bad)
         s.log_groups += len(batch.groups)
         s.records_read += records + dead
         s.bytes_read += batch.raw_size
         s.batches += 1
-        return _InFlight(batch, tracker, records, dead)
+        # The parsed log groups are not needed once produced: only the cursors stay while Kafka confirms.
+        return _InFlight(replace(batch, groups=()), tracker, records, dead)
 
     def _settle(self, in_flight: deque[_InFlight], block: bool) -> None:
         """Save the cursor of every confirmed batch at the head of the queue; with `block`, wait for the head."""

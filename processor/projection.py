@@ -94,6 +94,8 @@ def _any(name: str, v: Any) -> Any:
 
 COERCERS: dict[str, Coercer] = {"int": _int, "float": _float, "number": _number, "str": _str, "bool": _bool,
                                 "any": _any}
+# The coercer returns a value of this exact type unchanged; "float" is absent because it must check finiteness.
+_PASS_THROUGH: dict[Coercer, type] = {_int: int, _number: int, _str: str, _bool: bool}
 
 
 def _show(v: Any) -> str:
@@ -111,26 +113,68 @@ class Projector:
         self.config = config
         self._content = [(f.source, f.output, COERCERS[f.type], f.required) for f in config.fields
                          if not f.is_metadata]
+        # (source, output, coercer, required, type kept as is): a value of exactly that type needs no coercer
+        # call. `type(v) is int` on purpose: bool is an int subclass and must reach the coercer's check.
+        self._fast = [(src, out, coerce, required, _PASS_THROUGH.get(coerce)) for src, out, coerce, required
+                      in self._content]
         self._meta = [(f, COERCERS[f.type]) for f in config.fields if f.is_metadata]
         self._json_field = config.json_field
         self._format = config.log_format
         self._key = config.key_field
 
     def project_group(self, group: Any) -> tuple[list[tuple[bytes | None, bytes]], list[Rejected]]:
-        """Project every log of a protobuf LogGroup: (key, value) pairs in log order, and the rejects."""
+        """Project every log of a protobuf LogGroup: (key, value) pairs in log order, and the rejects.
+
+        The common shape, one content holding a JSON object (Logtail's simple mode), takes an inlined path;
+        every other log, and every log that turns out bad, goes through `_project`, which words the reason.
+        """
         good: list[tuple[bytes | None, bytes]] = []
         bad: list[Rejected] = []
         raw = type(group).DESCRIPTOR.name == "LogGroupRaw"
         tags = {t.Key: t.Value for t in group.LogTags} if self._meta else None
+        fast = not raw and self._format != "kv"
+        json_field, key_field = self._json_field, self._key
+        dumps, append = orjson.dumps, good.append
         for log in group.Logs:
+            if fast:
+                contents = log.Contents
+                if len(contents) == 1 and (content := contents[0]).Key == json_field:
+                    record = self._pick(content.Value, group, log, tags)
+                    if record is not None:
+                        key = record.get(key_field) if key_field else None
+                        append((None if key is None else str(key).encode(), dumps(record)))
+                        continue
             try:
                 record = self._project(group, log, tags, raw)
             except _Bad as exc:
                 bad.append(Rejected(str(exc), original_log(group, log), None))
                 continue
-            key = record.get(self._key) if self._key else None
-            good.append((None if key is None else str(key).encode(), orjson.dumps(record)))
+            key = record.get(key_field) if key_field else None
+            append((None if key is None else str(key).encode(), dumps(record)))
         return good, bad
+
+    def _pick(self, text: str, group: Any, log: Any, tags: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The projected record of a JSON document, or None when anything is off (`_project` says what)."""
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None
+        if type(doc) is not dict:
+            return None
+        out: dict[str, Any] = {}
+        try:
+            for src, name, coerce, required, exact in self._fast:
+                v = doc.get(src)
+                if v is None:
+                    if required:
+                        return None
+                else:
+                    out[name] = v if type(v) is exact else coerce(src, v)
+            if self._meta:
+                self._add_metadata(out, group, log, tags)
+        except _Bad:
+            return None
+        return out
 
     def _project(self, group: Any, log: Any, tags: dict[str, Any] | None, raw: bool) -> dict[str, Any]:
         if raw:
@@ -146,6 +190,10 @@ class Projector:
                     raise _Bad(f"required field {src!r} is {'missing' if v is _MISSING else 'null'}")
                 continue
             out[name] = coerce(src, v)
+        self._add_metadata(out, group, log, tags)
+        return out
+
+    def _add_metadata(self, out: dict[str, Any], group: Any, log: Any, tags: dict[str, Any] | None) -> None:
         for spec, coerce in self._meta:
             v = _metadata(spec, group, log, tags)
             if v is _MISSING:
@@ -153,7 +201,6 @@ class Projector:
                     raise _Bad(f"required metadata {spec.source!r} is missing")
                 continue
             out[spec.output] = coerce(spec.source, v)
-        return out
 
     def _document(self, contents: dict[str, str]) -> dict[str, Any]:
         if self._format == "kv":

@@ -80,6 +80,8 @@ class DeliveryTracker:
 class Sink(Protocol):
     def produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers,
                 tracker: DeliveryTracker) -> None: ...
+    def produce_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes]], headers: Headers,
+                    tracker: DeliveryTracker) -> int: ...
     def wait(self, tracker: DeliveryTracker, deadline: Deadline) -> None: ...
     def abandon(self) -> None: ...
 
@@ -125,6 +127,26 @@ class KafkaSink:
                 raise self._sink_error(err) from exc
             tracker.pending += 1
             return
+
+    def produce_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes]], headers: Headers,
+                    tracker: DeliveryTracker) -> int:
+        """`produce` every (key, value) of `records` in order; returns the bytes of the values.
+
+        The hot loop calls the C producer directly; a record it does not take at once (queue full, refused)
+        goes through `produce`, which knows what to do. `pending` is counted up front: delivery reports are
+        only served by `poll`, so none can arrive for these records before they are counted.
+        """
+        produce, on_delivery = self.producer.produce, tracker.on_delivery
+        tracker.pending += len(records)
+        size = 0
+        for key, value in records:
+            size += len(value)
+            try:
+                produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+            except (BufferError, KafkaException):
+                tracker.pending -= 1
+                self.produce(topic, key, value, headers, tracker)
+        return size
 
     def poll(self) -> None:
         self.producer.poll(0)
@@ -172,6 +194,10 @@ class KafkaSink:
             self._fatal = f"{err.name()}: {err.str()}"
             return FatalSinkError(f"Kafka producer cannot go on: {self._fatal}")
         return SinkError(f"Kafka did not confirm a record: {err.name()}: {err.str()}")
+
+
+# Longest single wait inside a transactional call before checking for fatal errors again.
+_TXN_CALL_SLICE_SECONDS = 1.0
 
 
 class TransactionalKafkaSink(KafkaSink):
@@ -226,14 +252,27 @@ class TransactionalKafkaSink(KafkaSink):
         pass
 
     def _call(self, op: str, deadline: Deadline) -> None:
+        """Run a blocking transactional call in slices, so that a fatal error seen meanwhile ends the wait.
+
+        librdkafka reports a failed authentication only to `error_cb`, which runs from `poll()`: one
+        `init_transactions(budget)` would block for the whole budget on a wrong password and then fail with a
+        timeout. A call that timed out resumes where it was when called again.
+        """
         while True:
+            self.producer.poll(0)
+            if self._fatal is not None:
+                fatal = self._fatal
+                self._drop()  # the retry builds a new producer, which authenticates afresh
+                msg = f"Kafka producer cannot go on: {fatal}"
+                raise FatalSinkError(msg)
             try:
-                getattr(self.producer, op)(max(deadline.remaining(), 0.5))
+                getattr(self.producer, op)(max(min(deadline.remaining(), _TXN_CALL_SLICE_SECONDS), 0.5))
                 return
             except KafkaException as exc:
                 err = exc.args[0]
                 if err.retriable() and not deadline.expired():
-                    log.warning("%s of %s: %s; retrying", op, self.transactional_id, err.str())
+                    if err.code() != KafkaError._TIMED_OUT:  # a slice ending is not worth a warning
+                        log.warning("%s of %s: %s; retrying", op, self.transactional_id, err.str())
                     continue
                 raise self._txn_error(op, err) from exc
 
