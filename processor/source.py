@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -74,6 +76,14 @@ class Gap:
                 "log_groups": self.log_groups, "reason": self.reason}
 
 
+# Uncompressed bytes a page aims at: `pull_count` is lowered to fit, so a batch (and the records it puts in
+# flight) stays a few MB whatever the group sizes; a pull's own overhead is ~1 ms, small against ~13k records.
+TARGET_PAGE_BYTES = 2 << 20
+FIRST_PULL_COUNT = 16
+# Pages pulled ahead of the one being produced: the SDK's socket reads and lz4 release the GIL, so the next
+# pull overlaps producing the current page.
+PREFETCH_PAGES = 1
+
 # Errors retrying cannot fix: wrong credentials, a project/logstore/shard that is not there, a bad request.
 _FATAL_HINTS = {
     "Unauthorized": "check the access key, secret and STS token (FC: the function's role)",
@@ -112,26 +122,36 @@ class ShardRangeSource:
             self._compress = {"accept_compress_type": config.compression}
 
     def __iter__(self) -> Iterator[Batch]:
+        """The pages of the range; the next one is pulled (and parsed) in a thread while the caller works."""
+        return _prefetch(self.pages(), f"sls-pull-{self.project}/{self.logstore}/{self.shard}")
+
+    def pages(self) -> Iterator[Batch]:
+        """The pages of the range, each pulled when asked for, in the calling thread."""
         cursor = self.start
+        # Start small: until a page shows how large the groups are, a full `pull_count` could be huge.
+        count = min(self.config.pull_count, FIRST_PULL_COUNT)
         # Pull at least once, even for an empty range: SLS then vouches for the shard and the cursor.
         while True:
-            cursor, resp = self._pull(cursor)
+            cursor, resp = self._pull(cursor, count)
             if resp is None:
                 return
             next_cursor = resp.get_next_cursor()
-            if resp.get_loggroup_count() == 0 and next_cursor == cursor:
+            groups = resp.get_loggroup_count()
+            if groups == 0 and next_cursor == cursor:
                 return
-            yield Batch(cursor, next_cursor, resp.loggroup_list.LogGroups, resp.get_raw_size())
+            raw_size = resp.get_raw_size()
+            yield Batch(cursor, next_cursor, resp.loggroup_list.LogGroups, raw_size)
             if next_cursor in (cursor, self.end):
                 return
             cursor = next_cursor
+            count = page_count(self.config.pull_count, groups, raw_size, count)
 
-    def _pull(self, cursor: str) -> tuple[str, PullResponse | None]:
+    def _pull(self, cursor: str, count: int) -> tuple[str, PullResponse | None]:
         """Pull from `cursor`; returns the cursor actually read from (it moves when data expired)."""
         while True:
             try:
                 return cursor, self.retrying(self.client.pull_logs, self.project, self.logstore, self.shard, cursor,
-                                             count=self.config.pull_count, end_cursor=self.end, **self._compress)
+                                             count=count, end_cursor=self.end, **self._compress)
             except LogException as exc:
                 code = exc.get_error_code()
                 if code == "InvalidCursor":
@@ -167,3 +187,59 @@ class ShardRangeSource:
                   self.logstore, self.shard, lost, cursor, resume, gap.reason)
         self.on_gap(gap)
         return None if resume == self.end else resume
+
+
+def page_count(limit: int, groups: int, raw_size: int, current: int) -> int:
+    """Log groups for the next pull: as many as fit TARGET_PAGE_BYTES at the last page's group size."""
+    if not groups or not raw_size:
+        return current
+    return max(1, min(limit, TARGET_PAGE_BYTES * groups // raw_size))
+
+
+_END = object()
+
+
+def _prefetch(pages: Iterator[Batch], name: str) -> Iterator[Batch]:
+    """Run `pages` in a daemon thread, PREFETCH_PAGES ahead; its errors are raised here, in order.
+
+    When the caller stops early (failure, time budget), the thread stops after the pull it is in; it is not
+    waited for, so a pull stuck in SLS retries cannot hold the invocation.
+    """
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH_PAGES)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pull_ahead() -> None:
+        try:
+            for page in pages:
+                if not put(page):
+                    return
+        except BaseException as exc:  # handed to the caller, which raises it
+            put(_Failed(exc))
+            return
+        put(_END)
+
+    threading.Thread(target=pull_ahead, name=name, daemon=True).start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: BaseException

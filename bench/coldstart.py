@@ -1,0 +1,49 @@
+"""Cold start: import `processor.handler` and run `initialize` in a fresh interpreter, as an FC instance does.
+
+Measured inside the child (from before the import to after `initialize`), plus the child's whole life as seen
+from outside (interpreter start and exit included). Runs with the bytecode cache warm, and with an empty one
+(a fresh PYTHONPYCACHEPREFIX: every module compiled from source, the worst case for a package without .pyc).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+_SNIPPET = """
+import json, time
+t0 = time.perf_counter()
+import processor.handler as handler
+t1 = time.perf_counter()
+handler.initialize(None)
+t2 = time.perf_counter()
+print(json.dumps({"import_ms": (t1 - t0) * 1000, "initialize_ms": (t2 - t1) * 1000}))
+"""
+
+
+def _once(env: dict[str, str]) -> dict[str, float]:
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", _SNIPPET], env=env, capture_output=True, text=True, check=True)
+    inside = json.loads(out.stdout.strip().splitlines()[-1])
+    return {**inside, "total_ms": inside["import_ms"] + inside["initialize_ms"],
+            "process_ms": (time.perf_counter() - started) * 1000}
+
+
+def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(statistics.median(r[k] for r in runs), 1) for k in runs[0]}
+
+
+def measure(env: dict[str, str], runs: int = 7) -> dict[str, Any]:
+    """Medians over `runs` fresh interpreters (after one warm-up), and over a few with no bytecode cache."""
+    _once(env)  # writes the .pyc files a warm measurement relies on
+    warm = [_once(env) for _ in range(runs)]
+    cold = []
+    for _ in range(max(1, runs // 3)):
+        with tempfile.TemporaryDirectory(prefix="bench-pycache-") as cache:
+            cold.append(_once({**env, "PYTHONPYCACHEPREFIX": cache}))
+    return {"runs": runs, "warm_bytecode": _medians(warm), "no_bytecode_cache": _medians(cold)}

@@ -1,0 +1,160 @@
+"""The methods compared, each reading the same shard ranges from SLS and writing one topic with acks=all.
+
+* `lesson`: the lesson's loop body applied to SLS records: parse each line, produce, poll, flush per message.
+* `naive`: a careful plain loop: the SDK's `get_flatten_logs_json`, `json.loads`/`dumps` per record, `produce`
+  per record (waiting out a full queue), one `flush` at the end, failures counted.
+* `ours`: this project's FC function (`processor.handler`), invoked once per shard as the SLS trigger would,
+  at-least-once or exactly-once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aliyun.log import LogClient
+from confluent_kafka import KafkaError, Producer
+
+from bench.services import ACCESS_KEY_ID, ACCESS_KEY_SECRET
+from processor.event import TriggerEvent
+
+logger = logging.getLogger("bench.lesson")
+
+
+@dataclass
+class Spec:
+    """What a worker process runs: one method over trigger-shaped events, into one topic."""
+
+    method: str
+    bootstrap: str
+    topic: str
+    events: list[str]
+    checkpoint_dir: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    records: int
+    raw_bytes: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def sls_client(event: TriggerEvent) -> LogClient:
+    return LogClient(event.endpoint, ACCESS_KEY_ID, ACCESS_KEY_SECRET)
+
+
+def pulls(client: LogClient, event: TriggerEvent, count: int = 1000) -> Iterator[Any]:
+    """The SDK's PullLogResponses for the event's range (lz4, the SDK's default)."""
+    cursor = event.begin_cursor
+    while cursor != event.end_cursor:
+        resp = client.pull_logs(event.project, event.logstore, event.shard, cursor, count=count,
+                                end_cursor=event.end_cursor)
+        yield resp
+        if resp.get_next_cursor() == cursor:
+            return
+        cursor = resp.get_next_cursor()
+
+
+def lesson(spec: Spec) -> Outcome:
+    """The lesson's code (its `handler` and `deliveryReport`), reading SLS logs instead of a file's lines."""
+    p = Producer({"bootstrap.servers": spec.bootstrap, "acks": "all"})
+
+    def delivery_report(err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            logger.info("Message delivery failed: %s", err)
+            msg = f"Message delivery failed: {err}"
+            raise RuntimeError(msg)
+        logger.info("Message delivered to %s [%s]", msg.topic(), msg.partition())
+
+    records = raw = 0
+    for event in map(TriggerEvent.from_json, spec.events):
+        for resp in pulls(sls_client(event), event):
+            raw += resp.get_raw_size()
+            for log in resp.get_flatten_logs_json():
+                content = json.loads(log["content"])
+                info = {"speed": content["speed"], "carID": content["carID"]}
+                info_str = json.dumps(info)
+                p.produce(spec.topic, str(info_str).encode("utf-8"), callback=delivery_report)
+                p.poll(0)
+                p.flush()
+                records += 1
+    return Outcome(records, raw)
+
+
+def naive(spec: Spec) -> Outcome:
+    """A careful per-record loop: safe producer settings, full-queue handling, one flush, failures checked."""
+    p = Producer({"bootstrap.servers": spec.bootstrap, "acks": "all", "enable.idempotence": True})
+    failures: list[KafkaError] = []
+
+    def report(err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            failures.append(err)
+
+    records = raw = 0
+    for event in map(TriggerEvent.from_json, spec.events):
+        for resp in pulls(sls_client(event), event):
+            raw += resp.get_raw_size()
+            for log in resp.get_flatten_logs_json():
+                doc = json.loads(log["content"])
+                value = json.dumps({"speed": doc["speed"], "carID": doc["carID"]}, separators=(",", ":")).encode()
+                key = str(doc["carID"]).encode()
+                while True:
+                    try:
+                        p.produce(spec.topic, value, key, on_delivery=report)
+                        break
+                    except BufferError:
+                        p.poll(0.1)
+                records += 1
+    left = p.flush(120)
+    if left or failures:
+        msg = f"naive loop: {left} record(s) unconfirmed, {len(failures)} failed (first: {failures[:1]})"
+        raise RuntimeError(msg)
+    return Outcome(records, raw)
+
+
+def configure_function(spec: Spec, mode: str) -> None:
+    """Environment as `s.yaml` would set it on FC; defaults for everything the benchmark does not name."""
+    os.environ.update({
+        "KAFKA_BOOTSTRAP_SERVERS": spec.bootstrap,
+        "KAFKA_TOPIC": spec.topic,
+        "KAFKA_DLQ_TOPIC": f"{spec.topic}.dlq",
+        "DELIVERY_MODE": mode,
+        "KAFKA_CHECKPOINT_TOPIC": f"{spec.topic}.checkpoints",
+        "CHECKPOINT_DIR": spec.checkpoint_dir,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": ACCESS_KEY_ID,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": ACCESS_KEY_SECRET,
+        "LOG_LEVEL": "WARNING",
+        **spec.options.get("env", {}),
+    })
+
+
+def ours(spec: Spec, mode: str) -> Outcome:
+    """The FC function: `initialize` once, then one invocation per shard range, one after another."""
+    configure_function(spec, mode)
+    from processor import handler
+
+    handler.initialize(None)
+    records = raw = 0
+    invocations = []
+    for event in spec.events:
+        summary = handler.handler(event, None)
+        if summary["produced"] != summary["records_read"] or summary["dead_lettered"]:
+            msg = f"shard {summary['shard']}: read {summary['records_read']}, produced {summary['produced']}"
+            raise RuntimeError(msg)
+        records += summary["records_read"]
+        raw += summary["bytes_read"]
+        invocations.append({k: summary[k] for k in ("shard", "records_read", "batches", "duration_seconds")})
+    return Outcome(records, raw, {"invocations": invocations})
+
+
+def at_least_once(spec: Spec) -> Outcome:
+    return ours(spec, "at-least-once")
+
+
+def exactly_once(spec: Spec) -> Outcome:
+    return ours(spec, "exactly-once")
