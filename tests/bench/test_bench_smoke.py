@@ -1,0 +1,38 @@
+"""The benchmark harness end to end on a tiny data set: every method runs and delivers every record.
+
+A regression guard for `python3 -m bench`, not a timing test: it asserts completeness and correctness (the
+harness reads each output topic back and fingerprints it against the data set), never speed.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RUNS = ("at_least_once", "exactly_once", "naive", "lesson", "stages", "range")
+
+
+def test_bench_on_a_tiny_data_set_delivers_every_record_for_every_method(kafka, tmp_path):
+    cmd = [sys.executable, "-m", "bench", "--records", "3000", "--shards", "2", "--lesson-records", "200",
+           "--range-records", "2500", "--cold-start-runs", "1", "--bootstrap", kafka.bootstrap, "--out", str(tmp_path)]
+
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    expected = {"at_least_once": 3000, "exactly_once": 3000, "naive": 3000, "stages": 3000, "lesson": 200,
+                "range": 2500}
+    for name in RUNS:
+        verdict = doc["verification"][name]
+        assert verdict == {"records": expected[name], "expected_records": expected[name], "digest_matches": True,
+                           "bad_keys": 0, "ok": True}, name
+        assert doc[name]["records"] == expected[name], name
+        assert doc[name]["records_per_second"] > 0, name
+    assert set(doc["stages"]["stage_seconds"]) == {"pull", "decompress", "decode", "project", "produce", "acks"}
+    assert set(doc["ratios"]) == {"at_least_once_vs_lesson", "at_least_once_vs_naive", "exactly_once_vs_at_least_once"}
+    assert doc["cold_start"]["warm_bytecode"]["total_ms"] > 0
+    assert all("met" in t for t in doc["targets"].values())
+    table = (tmp_path / "latest.md").read_text()
+    assert "| (c) this project, at-least-once | 3,000 |" in table
+    assert "extrapolated" in table
