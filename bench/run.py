@@ -65,9 +65,8 @@ def command_line(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with services.emulator() as proxy, services.kafka(args.bootstrap) as bootstrap:
-        svc = services.Services(bootstrap, proxy)
-        doc = run(args, svc)
+    with services.emulator() as sls, services.kafka(args.bootstrap) as kafka:
+        doc = run(args, services.Services(kafka, sls))
     json_path, md_path = report.write(doc, args.out)
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
@@ -87,6 +86,8 @@ def run(args: argparse.Namespace, svc: services.Services) -> dict[str, Any]:
             "lesson": fill(client, PROJECT, "lesson", 1, args.lesson_records)}
     if args.range_records:
         data["range"] = fill(client, PROJECT, "range", 1, args.range_records)
+    print("== warming the broker up ...", file=sys.stderr, flush=True)
+    services.warm_up(svc.bootstrap)
     doc: dict[str, Any] = {"command": command_line(args), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                            "machine": machine(), "setup": setup(args), "dataset": data["main"].as_dict(),
                            "verification": {}}
@@ -99,7 +100,11 @@ def run(args: argparse.Namespace, svc: services.Services) -> dict[str, Any]:
         spec = Spec(method, svc.bootstrap, topic, events, checkpoint_dir=str(Path(env.get("TMPDIR", "/tmp"))
                                                                               / f"bench-checkpoints-{topic}"))
         print(f"== {name}: {dataset.records:,} records from {dataset.logstore} ...", file=sys.stderr, flush=True)
-        result = {"load_average": [round(v, 2) for v in os.getloadavg()], **_worker(spec, env)}
+        load = [round(v, 2) for v in os.getloadavg()]
+        before = svc.cpu_seconds()
+        result = {"load_average": load, **_worker(spec, env)}
+        after = svc.cpu_seconds()
+        result["service_cpu_seconds"] = _spent(before, after)
         verdict = verify(svc.bootstrap, topic, dataset.expected, keyed)
         doc["verification"][name] = verdict.as_dict()
         doc[name] = result
@@ -111,6 +116,14 @@ def run(args: argparse.Namespace, svc: services.Services) -> dict[str, Any]:
     doc["targets"] = report.targets(doc)
     doc["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     return doc
+
+
+def _spent(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, float | None]:
+    spent: dict[str, float | None] = {}
+    for name, start in before.items():
+        end = after[name]
+        spent[name] = None if start is None or end is None else round(end - start, 2)
+    return spent
 
 
 def _worker(spec: Spec, env: dict[str, str]) -> dict[str, Any]:
@@ -135,8 +148,10 @@ def machine() -> dict[str, Any]:
 
 
 def setup(args: argparse.Namespace) -> dict[str, Any]:
-    return {"sls": "devstack SLS emulator in its own process (its CPU is not counted), reached through the SDK "
-                   "over HTTP with lz4",
+    return {"sls": "devstack SLS emulator in its own process (its CPU is not counted in the method's), reached "
+                   "through the SDK over HTTP with lz4",
+            "warm_up": f"{services.WARM_UP_RECORDS:,} records and one transaction through the broker before "
+                       "the first method",
             "kafka": "one local broker (KRaft, same machine); every producer acks=all",
             "output_partitions": args.partitions,
             "lesson": f"run on a {args.lesson_records:,}-record subset, rate extrapolated to the data set",
