@@ -54,6 +54,8 @@ ROUNDS = 10
 # Per event: several pulls and transactions, so faults land inside ranges, not only between them.
 PULL_COUNT = 5
 TRANSACTION_MAX_RECORDS = 10_000
+# Gaps between the first faults, one of each kind.
+FIRST_ROUND_GAP_SECONDS = (0.5, 1.5)
 # Between a failed invocation and its retry, like the trigger's retry pause.
 RETRY_PAUSE_SECONDS = 1.0
 
@@ -214,7 +216,9 @@ class FaultStorm(threading.Thread):
     def run(self) -> None:
         try:
             first = self.rng.sample(KINDS, len(KINDS))
-            while not self._stop_requested.wait(self.rng.uniform(*self.plan.fault_gap_seconds)):
+            # Every kind once early (short gaps), so that even a small run is struck by all of them.
+            while not self._stop_requested.wait(self.rng.uniform(*(FIRST_ROUND_GAP_SECONDS if first
+                                                                   else self.plan.fault_gap_seconds))):
                 if len(self.injected) >= self.plan.max_faults:
                     return
                 kills = sum(f.kind == BROKER_KILL for f in self.injected)
