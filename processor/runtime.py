@@ -16,6 +16,7 @@ from checkpoints.sls_consumer_group import SlsConsumerGroupStore
 from processor.config import Settings
 from processor.credentials import Credentials
 from processor.deadline import Deadline
+from processor.errors import ProcessorError
 from processor.event import TriggerEvent
 from processor.pipeline import RangePipeline, Summary
 from processor.projection import Projector
@@ -27,6 +28,26 @@ log = logging.getLogger(__name__)
 
 # Transactional producers kept per instance; each holds connections and a producer id.
 MAX_WARM_PRODUCERS = 8
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _clean(exc: BaseException, secrets: tuple[str, ...]) -> bool:
+    return not any(s in str(e) for e in _chain(exc) for s in secrets)
+
+
+def _masked(exc: ProcessorError, secrets: tuple[str, ...]) -> ProcessorError:
+    text = str(exc)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return type(exc)(text)
 
 
 class Runtime:
@@ -119,7 +140,13 @@ class Runtime:
                                            max_records=settings.kafka.transaction_max_records, **rest)
         else:
             pipeline = RangePipeline(*args, sink=self.sink, **rest)
-        summary = pipeline.run()
+        try:
+            summary = pipeline.run()
+        except ProcessorError as exc:
+            if not _clean(exc, creds.secrets()):
+                # SLS may echo the signed request (STS token included): mask it and cut the quoting causes off.
+                raise _masked(exc, creds.secrets()) from None
+            raise
         log.info("shard %d: %d log groups, %d records, %d produced, %d dead-lettered in %.2fs (cursor %s)",
                  summary.shard, summary.log_groups, summary.records_read, summary.produced, summary.dead_lettered,
                  summary.duration_seconds, summary.cursor_reached)

@@ -278,10 +278,6 @@ def test_secret_scan_finds_every_form_of_every_secret():
     assert leaks(f"{STS_KEY_ID} {SASL_USER} {STS_SECRET[:-1]}") == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the emulator's SignatureNotMatch message carries the string to sign, which includes the "
-    "x-acs-security-token header, and ShardRangeSource copies SLS's error message into SourceError (and chains "
-    "the LogException): the STS token ends up in the invocation's error"))
 def test_wrong_sls_secret_fails_fast_with_401_without_echoing_the_sts_token(sasl_function, sts_emulator,
                                                                             sls_proxy_env, caplog):
     sasl_function("at-least-once", LOG_LEVEL="DEBUG")
