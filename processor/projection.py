@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,17 +33,26 @@ class Rejected:
 Coercer = Callable[[str, Any], Any]
 
 
+# Integers Kafka consumers can read back (orjson, like most JSON libraries, stops at 64 bits).
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_INT_TEXT = re.compile(r"-?[0-9]{1,20}")
+
+
+def _in_range(name: str, v: int) -> int:
+    if _INT_MIN <= v <= _INT_MAX:
+        return v
+    raise _Bad(f"field {name!r} is {_show(v)}, outside the 64-bit range")
+
+
 def _int(name: str, v: Any) -> int:
     if isinstance(v, bool):
         raise _Bad(f"field {name!r} is a boolean, expected an int")
     if isinstance(v, int):
-        return v
+        return _in_range(name, v)
     if isinstance(v, float) and v.is_integer():
-        return int(v)
-    if isinstance(v, str):
-        s = v.strip()
-        if s.lstrip("-").isdigit() and s.isascii():
-            return int(s)
+        return _in_range(name, int(v))
+    if isinstance(v, str) and _INT_TEXT.fullmatch(s := v.strip()):
+        return _in_range(name, int(s))
     raise _Bad(f"field {name!r} is {_show(v)}, expected an int")
 
 
@@ -54,15 +64,15 @@ def _number(name: str, v: Any) -> int | float:
     if isinstance(v, bool):
         raise _Bad(f"field {name!r} is a boolean, expected a number")
     if isinstance(v, int):
-        return v
+        return _in_range(name, v)
     if isinstance(v, float):
         if math.isfinite(v):
             return v
         raise _Bad(f"field {name!r} is {v}, expected a finite number")
     if isinstance(v, str):
         s = v.strip()
-        if s.lstrip("-").isdigit() and s.isascii():
-            return int(s)
+        if _INT_TEXT.fullmatch(s):
+            return _in_range(name, int(s))
         try:
             f = float(s)
         except ValueError:

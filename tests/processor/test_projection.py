@@ -71,6 +71,10 @@ POISON = [
     ({"content": '{"speed":"' + "x" * 2_000_000 + '","carID":1}'}, "expected a number"),
     ({"content": '{"speed":"NaN","carID":1}'}, "expected a number"),
     ({"speed": "12"}, "required field 'carID' is missing"),
+    ({"content": '{"speed":"--5","carID":1}'}, "expected a number"),
+    ({"content": '{"speed":1,"carID":"' + "9" * 5000 + '"}'}, "expected an int"),
+    ({"content": '{"speed":1,"carID":' + "9" * 30 + "}"}, "outside the 64-bit range"),
+    ({"speed": "1", "carID": "2" + "0" * 19}, "outside the 64-bit range"),
 ]
 
 
