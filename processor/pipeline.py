@@ -32,9 +32,6 @@ log = logging.getLogger(__name__)
 
 # Batches produced but not yet confirmed; bounds memory and what a failure re-sends.
 MAX_IN_FLIGHT_BATCHES = 4
-# Records produced but not yet confirmed: librdkafka holds ~0.7 KB per queued record (copies of key, value and
-# the provenance headers), so this caps the producer's memory at ~40 MB whatever the record size.
-MAX_IN_FLIGHT_RECORDS = 60_000
 
 
 @dataclass
@@ -148,9 +145,7 @@ class RangePipeline:
             for batch in source:
                 in_flight.append(self._produce(batch))
                 self.sink.poll()
-                unconfirmed = sum(f.records + f.dead_letters for f in in_flight)
-                self._settle(in_flight, block=len(in_flight) >= MAX_IN_FLIGHT_BATCHES
-                             or unconfirmed > MAX_IN_FLIGHT_RECORDS)
+                self._settle(in_flight, block=len(in_flight) >= MAX_IN_FLIGHT_BATCHES)
                 if self.deadline.expired():
                     msg = (f"time budget spent after reaching cursor {s.cursor_reached} of [{ev.begin_cursor}, "
                            f"{ev.end_cursor}); progress is saved, the retry continues from there")

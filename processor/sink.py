@@ -39,6 +39,12 @@ _FATAL_GLOBAL = frozenset({
 })
 
 
+# Records queued in librdkafka (unsent, unconfirmed or with a report not yet served) before `produce_all` waits:
+# each costs ~0.7 KB there (copies of key, value and the provenance headers), so ~40 MB at most, whatever size
+# the pulled pages turn out to be. Plenty in flight at ~200k records/s and acks within tens of ms.
+MAX_QUEUED = 60_000
+
+
 class Undeliverable:
     """A record the broker refused for good, with the reason."""
 
@@ -136,7 +142,10 @@ class KafkaSink:
         goes through `produce`, which knows what to do. `pending` is counted up front: delivery reports are
         only served by `poll`, so none can arrive for these records before they are counted.
         """
-        produce, on_delivery = self.producer.produce, tracker.on_delivery
+        producer = self.producer
+        if len(producer) > MAX_QUEUED:
+            self._make_room(producer)
+        produce, on_delivery = producer.produce, tracker.on_delivery
         tracker.pending += len(records)
         size = 0
         for key, value in records:
@@ -149,6 +158,15 @@ class KafkaSink:
                 tracker.pending -= 1
                 self.produce(topic, key, value, headers, tracker)
         return size
+
+    def _make_room(self, producer: Producer) -> None:
+        """Serve delivery reports until the queue is down to half of MAX_QUEUED.
+
+        Records that cannot be delivered leave the queue too, failed, once `message.timeout.ms` passes.
+        """
+        while len(producer) > MAX_QUEUED // 2:
+            producer.poll(0.01)
+            self._raise_if_fatal()
 
     def poll(self) -> None:
         self.producer.poll(0)

@@ -79,7 +79,7 @@ class Gap:
 # Uncompressed bytes a page aims at: `pull_count` is lowered to fit, so a batch (and the records it puts in
 # flight) stays a few MB whatever the group sizes; a pull's own overhead is ~1 ms, small against ~13k records.
 TARGET_PAGE_BYTES = 2 << 20
-FIRST_PULL_COUNT = 16
+FIRST_PULL_COUNT = 4
 # Pages pulled ahead of the one being produced: the SDK's socket reads and lz4 release the GIL, so the next
 # pull overlaps producing the current page.
 PREFETCH_PAGES = 1
@@ -190,10 +190,14 @@ class ShardRangeSource:
 
 
 def page_count(limit: int, groups: int, raw_size: int, current: int) -> int:
-    """Log groups for the next pull: as many as fit TARGET_PAGE_BYTES at the last page's group size."""
+    """Log groups for the next pull: as many as fit TARGET_PAGE_BYTES at the last page's mean group size.
+
+    At most double the last count: a page of a few small groups says little about the next ones (group sizes
+    run from a few logs to 4,096), and a jump from 16 to 1,000 groups could pull a hundred MB at once.
+    """
     if not groups or not raw_size:
         return current
-    return max(1, min(limit, TARGET_PAGE_BYTES * groups // raw_size))
+    return max(1, min(limit, 2 * current, TARGET_PAGE_BYTES * groups // raw_size))
 
 
 _END = object()
