@@ -45,6 +45,9 @@ class KafkaCheckpointStore:
                                                 config={"cleanup.policy": "compact", "segment.ms": "600000"})])
         try:
             futures[self.topic].result(self.timeout)
+        except TimeoutError as exc:
+            msg = f"creating checkpoint topic {self.topic!r} took over {self.timeout:.0f}s; is Kafka reachable?"
+            raise CheckpointError(msg) from exc
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 msg = (f"cannot create checkpoint topic {self.topic!r}: {exc.args[0].str()} "
@@ -58,7 +61,16 @@ class KafkaCheckpointStore:
             raise CheckpointError(msg)
         value = orjson.dumps({"cursor": cursor, "project": key.project, "logstore": key.logstore,
                               "shard": key.shard, "scope": key.scope, "saved_at": time.time()})
-        self._producer.produce(self.topic, value, str(key).encode())
+        while True:
+            try:
+                self._producer.produce(self.topic, value, str(key).encode())
+                return
+            except BufferError:
+                # The transaction's records fill the local queue: let deliveries drain, then try again.
+                self._producer.poll(0.05)
+            except KafkaException as exc:
+                msg = f"cannot write checkpoint {key} to topic {self.topic!r}: {exc.args[0].str()}"
+                raise CheckpointError(msg) from exc
 
     def load(self, key: CheckpointKey) -> str | None:
         """The latest committed cursor for `key`.
@@ -94,8 +106,8 @@ class KafkaCheckpointStore:
             for record in consumer.consume(1000, 0.2):
                 err = record.error()
                 if err is None:
-                    if record.key() == wanted and record.offset() < high:
-                        latest = orjson.loads(record.value())["cursor"]
+                    if record.key() == wanted and record.offset() < high and record.value():
+                        latest = _cursor_of(record.value(), self.topic)
                 elif err.code() != KafkaError._PARTITION_EOF:
                     msg = f"reading checkpoint topic {self.topic!r}: {err.str()}"
                     raise CheckpointError(msg)
@@ -116,15 +128,15 @@ class KafkaCheckpointStore:
             futures = self._admin_client().list_offsets({tp: spec}, isolation_level=isolation)
             try:
                 return int(futures[tp].result(self.timeout).offset)
-            except KafkaException as exc:
-                err = exc.args[0]
+            except (KafkaException, TimeoutError) as exc:
                 if time.monotonic() < deadline:
                     # After a broker restart the partition may lack a leader for a moment, and a client can
                     # keep stale leader epochs: start over with a fresh admin client.
                     self._admin = None
                     time.sleep(0.2)
                     continue
-                msg = f"cannot read offsets of checkpoint topic {self.topic!r}: {err.str()}"
+                reason = exc.args[0].str() if isinstance(exc, KafkaException) else "timed out"
+                msg = f"cannot read offsets of checkpoint topic {self.topic!r}: {reason}"
                 raise CheckpointError(msg) from exc
 
     def _admin_client(self) -> AdminClient:
@@ -153,6 +165,17 @@ class KafkaCheckpointStore:
 _PRODUCER_KEYS = ("linger.ms", "batch.size", "compression.type", "queue.buffering", "enable.idempotence", "acks",
                   "message.timeout.ms", "transactional.id", "transaction.timeout.ms", "message.max.bytes",
                   "delivery.timeout.ms", "retries", "max.in.flight", "batch.num.messages", "error_cb")
+
+
+def _cursor_of(value: bytes, topic: str) -> str:
+    try:
+        cursor = orjson.loads(value)["cursor"]
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        cursor = None
+    if not isinstance(cursor, str):
+        msg = f"checkpoint topic {topic!r} holds a record that is not a checkpoint: {value[:200]!r}"
+        raise CheckpointError(msg)
+    return cursor
 
 
 def _producer_only(key: str) -> bool:

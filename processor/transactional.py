@@ -23,6 +23,9 @@ from processor.source import ShardRangeSource
 
 log = logging.getLogger(__name__)
 
+# Transactions tried from one committed cursor within an invocation before giving the failure to the trigger.
+MAX_ATTEMPTS = 5
+
 
 class ExactlyOncePipeline(RangePipeline):
     sink: TransactionalKafkaSink
@@ -35,25 +38,38 @@ class ExactlyOncePipeline(RangePipeline):
     def run(self) -> Summary:
         started = time.monotonic()
         s = self.summary
-        self.sink.init(self.deadline)
-        self.store.bind(self.sink.producer)
+        self._ready()
         if self.start() is None:
             return self._finish(started)
+        attempt = 0
         while True:
+            attempt += 1
             try:
+                self._ready()
                 self._run_from(s.cursor_reached)
                 return self._finish(started)
             except FatalSinkError:
                 raise
             except SinkError as exc:
                 self.sink.abort(self.deadline)
-                if self.deadline.expired():
+                if self.deadline.expired() or attempt == MAX_ATTEMPTS:
                     raise
+                if "MSG_SIZE_TOO_LARGE" in str(exc):
+                    msg = (f"Kafka refused a record of the transaction from cursor {s.cursor_reached} as too large "
+                           f"({exc}); every retry would fail the same way. Keep the producer's message.max.bytes "
+                           "(KAFKA_PRODUCER_CONFIG) at or below the topic's max.message.bytes, so such records are "
+                           "dead-lettered")
+                    raise FatalSinkError(msg) from exc
                 log.warning("transaction aborted (%s); re-reading from committed cursor %s", exc, s.cursor_reached)
                 self.stats.kafka_retries += 1
             except BaseException:
                 self.sink.abort(self.deadline)
                 raise
+
+    def _ready(self) -> None:
+        """(Re)initialise the producer after it was dropped, and point the checkpoint store at it."""
+        self.sink.init(self.deadline)
+        self.store.bind(self.sink.producer)
 
     def _run_from(self, cursor: str) -> None:
         ev = self.event
@@ -88,10 +104,9 @@ class ExactlyOncePipeline(RangePipeline):
 
     def _commit(self, batches: list[_InFlight], cursor: str) -> None:
         self.store.save(self.key, cursor)
+        # A commit that returns means every record of the transaction was delivered.
         self.sink.commit(self.deadline)
         for entry in batches:
-            if entry.tracker.error is not None:
-                self.sink.wait(entry.tracker, self.deadline)  # raises the delivery error
             self.summary.produced += entry.records
             self.summary.dead_lettered += entry.dead_letters
         self.summary.cursor_reached = cursor
