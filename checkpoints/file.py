@@ -52,6 +52,12 @@ class FileCheckpointStore:
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, path)
+                # The rename itself is durable only once the directory is synced.
+                dir_fd = os.open(path.parent, os.O_DIRECTORY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -45,6 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SECRET_VARIABLES = ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN", "KAFKA_SASL_PASSWORD")
+
+
+def masked(text: str) -> str:
+    """`text` with any credential from the environment replaced (SLS may echo a signed request back)."""
+    for name in SECRET_VARIABLES:
+        secret = os.environ.get(name, "")
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     # A command that hands its options to another parser (the emulator) sets `takes_extra`.
@@ -57,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ProcessorError as exc:
-        print(f"sls-kafka {args.command}: error: {exc}", file=sys.stderr)
+        print(f"sls-kafka {args.command}: error: {masked(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"sls-kafka {args.command}: interrupted", file=sys.stderr)

@@ -190,6 +190,10 @@ class Settings:
             msg = "CHECKPOINT_STORE=kafka needs DELIVERY_MODE=exactly-once (the cursor is written in the transaction)"
             raise ConfigError(msg)
         if kafka.delivery_mode == "exactly-once":
+            if store != "kafka" and "CHECKPOINT_STORE" in env:
+                msg = (f"DELIVERY_MODE=exactly-once keeps the cursor in Kafka, in the data's transaction: set "
+                       f"CHECKPOINT_STORE=kafka (or leave it unset), not {store!r}")
+                raise ConfigError(msg)
             store = "kafka"
         checkpoint = CheckpointConfig(
             store=store,  # type: ignore[arg-type]
@@ -215,6 +219,9 @@ class Settings:
         for key, value in parameter.items():
             if not isinstance(value, str):
                 msg = f"event field 'parameter.{key}' must be a string, got {type(value).__name__}"
+                raise ConfigError(msg)
+            if not value.strip() and key != "keyField":
+                msg = f"event field 'parameter.{key}' is empty"
                 raise ConfigError(msg)
         kafka = replace(
             self.kafka,
@@ -319,7 +326,7 @@ class _Reader:
     def producer_options(self) -> dict[str, Any]:
         used, value = self.raw("KAFKA_PRODUCER_CONFIG")
         options = json_object(value or "{}", used, '{"linger.ms": 20}')
-        for key in ("bootstrap.servers", "enable.idempotence", "transactional.id"):
+        for key in ("bootstrap.servers", "enable.idempotence", "acks", "transactional.id"):
             if key in options:
                 msg = f"{used} must not set {key!r}: it is managed by the processor"
                 raise ConfigError(msg)

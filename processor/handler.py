@@ -20,6 +20,8 @@ def initialize(context: Any = None) -> Runtime:
     global _runtime
     _runtime = Runtime.from_env(os.environ)
     logging.getLogger().setLevel(_runtime.settings.runtime.log_level)
+    if _runtime.settings.kafka.delivery_mode == "at-least-once":
+        _runtime.sink.producer  # noqa: B018  (connecting early keeps it out of the first invocation)
     return _runtime
 
 

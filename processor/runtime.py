@@ -64,6 +64,7 @@ class Runtime:
         self._projectors: dict[tuple[Any, ...], Projector] = {}
         self._txn_sinks: OrderedDict[str, TransactionalKafkaSink] = OrderedDict()
         self._kafka_store: KafkaCheckpointStore | None = None
+        self._sls_store: SlsConsumerGroupStore | None = None
         self._client: tuple[tuple[str, ...], LogClient] | None = None
 
     @classmethod
@@ -85,7 +86,10 @@ class Runtime:
                                                          self.settings.kafka.checkpoint_topic)
             return self._kafka_store
         if self.settings.checkpoint.store == "sls":
-            return SlsConsumerGroupStore(client, self.settings.checkpoint.consumer_group)
+            # Kept per client so the consumer group is created once, not per invocation.
+            if self._sls_store is None or self._sls_store.client is not client:
+                self._sls_store = SlsConsumerGroupStore(client, self.settings.checkpoint.consumer_group)
+            return self._sls_store
         return self._file_store
 
     def transactional_sink(self, key: CheckpointKey) -> TransactionalKafkaSink:
@@ -125,6 +129,9 @@ class Runtime:
     def process(self, event: TriggerEvent, creds: Credentials, timeout_seconds: float | None = None,
                 scope: str = "") -> Summary:
         settings = self.settings.with_parameter(event.parameter)
+        if not scope and "topic" in event.parameter:
+            # Triggers on one logstore that feed different topics must not share (and skip by) one checkpoint.
+            scope = f"topic-{settings.kafka.topic}"
         client = self.sls_client(event.endpoint, creds)
         stats = RetryStats()
         deadline = self.deadline(timeout_seconds)

@@ -96,6 +96,9 @@ def check_sizing(doc: dict[str, Any]) -> list[str]:
     memory = p.get("memorySize")
     if not isinstance(memory, int) or memory % 64 or not 128 <= memory <= 32768:
         problems.append(f"memorySize={memory!r} is not a multiple of 64 in 128..32768")
+    if p.get("instanceConcurrency") != 1:
+        problems.append(f"instanceConcurrency={p.get('instanceConcurrency')!r} must be 1: invocations share the "
+                        "instance's producer")
     if problems:
         return problems
     interval, timeout = resolve(doc, job["triggerInterval"]), resolve(doc, p["timeout"])
@@ -262,6 +265,7 @@ BROKEN = [
     ("vars.timeout", 86_401, "timeout=86401"),
     ("vars.triggerInterval", 3, "does not fit"),  # 53 % busy at the default throughput
     ("props.memorySize", 1000, "memorySize=1000"),
+    ("props.instanceConcurrency", 4, "instanceConcurrency=4"),
     ("props.memorySize", 64, "memorySize=64"),
     ("props.memorySize", 32832, "memorySize=32832"),
     ("props.runtime", "python3.12", "runtime"),

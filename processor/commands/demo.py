@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sys
 import time
 import uuid
 from collections import Counter
@@ -22,7 +23,7 @@ from aliyun.log import LogClient
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from devstack import stack
-from devstack.kafka import create_topics
+from devstack.kafka import KafkaBrokerError, KafkaJarsError, create_topics
 from devstack.sample_data import Written, ensure_logstore, write_driving_logs
 from processor.commands.common import int_in_range
 from processor.credentials import Credentials
@@ -49,7 +50,11 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     state_dir = args.state_dir or stack.default_state_dir()
     print("== local stack")
-    results = stack.up(state_dir, args.kafka_port, args.sls_port)
+    try:
+        results = stack.up(state_dir, args.kafka_port, args.sls_port)
+    except (stack.StackError, KafkaBrokerError, KafkaJarsError) as exc:
+        print(f"sls-kafka demo: error: the local stack did not start: {exc}", file=sys.stderr)
+        return 1
     ports = {r.service.name: r.service.port for r in results}
     for r in results:
         print(f"   {r.service.name}: 127.0.0.1:{r.service.port} ({'started' if r.started else 'already running'})")

@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         with graceful_stop(stop, "the invocation in flight"):
-            TriggerRunner(runtime, config, access.credentials, stop).run(args.iterations)
+            history = TriggerRunner(runtime, config, access.credentials, stop).run(args.iterations)
     finally:
         runtime.close()
-    return 0
+    # Scripts driving `--once`/`--iterations` must see a failed invocation (it is retried next round anyway).
+    return 1 if any(r.failed for r in history) else 0
