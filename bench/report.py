@@ -81,6 +81,11 @@ def markdown(doc: dict[str, Any]) -> str:
               f"(c)/(b) = {q['at_least_once_vs_naive']:.2f}x, (d)/(c) = {q['exactly_once_vs_at_least_once']:.2f}. "
               "Every method's output was read back and matched the data set record for record (count and "
               "fingerprint)."]
+    services = doc["at_least_once"].get("service_cpu_seconds", {})
+    if services.get("kafka") is not None:
+        lines += ["", f"During (c) the broker used {services['kafka']:.1f} CPU s and the SLS emulator "
+                  f"{services['sls_emulator']:.1f} CPU s, besides the method's own "
+                  f"{doc['at_least_once']['cpu_seconds']:.1f}."]
     stages = doc["stages"]["stage_seconds"]
     total = sum(stages.values())
     lines += ["", "Where (c)'s time goes, stages run one after another (the function overlaps pulling with the "
