@@ -36,6 +36,8 @@ _FATAL_GLOBAL = frozenset({
     KafkaError.TOPIC_AUTHORIZATION_FAILED,
     KafkaError.CLUSTER_AUTHORIZATION_FAILED,
     KafkaError._SSL,
+    # What produce() raises once the producer is in a fatal state (its first error gave the cause).
+    KafkaError._FATAL,
 })
 
 
@@ -126,21 +128,28 @@ class KafkaSink:
                 self._raise_if_fatal()
                 continue
             except KafkaException as exc:
-                err = exc.args[0]
-                if err.code() in UNDELIVERABLE:
-                    tracker.undeliverable.append(Undeliverable(topic, key, value, headers, err.str()))
-                    return
-                raise self._sink_error(err) from exc
+                self._refused(exc, topic, key, value, headers, tracker)
+                return
             tracker.pending += 1
             return
+
+    def _refused(self, exc: KafkaException, topic: str, key: bytes | None, value: bytes, headers: Headers,
+                 tracker: DeliveryTracker) -> None:
+        """A record `produce` would not take: hand it back if the broker never would, else raise."""
+        err = exc.args[0]
+        if err.code() in UNDELIVERABLE:
+            tracker.undeliverable.append(Undeliverable(topic, key, value, headers, err.str()))
+            return
+        raise self._sink_error(err) from exc
 
     def produce_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes]], headers: Headers,
                     tracker: DeliveryTracker) -> int:
         """`produce` every (key, value) of `records` in order; returns the bytes of the values.
 
-        The hot loop calls the C producer directly; a record it does not take at once (queue full, refused)
-        goes through `produce`, which knows what to do. `pending` is counted up front: delivery reports are
-        only served by `poll`, so none can arrive for these records before they are counted.
+        The hot loop calls the C producer directly; a record it does not take at once is handled as `produce`
+        does: a full queue is waited out, a refusal handed back or raised (from the first exception: producing
+        again after a fatal error only yields a generic _FATAL). `pending` is counted up front: delivery reports
+        are only served by `poll`, so none can arrive for these records before they are counted.
         """
         producer = self.producer
         if len(producer) > MAX_QUEUED:
@@ -154,9 +163,12 @@ class KafkaSink:
                 # Positional (topic, value, key, partition, callback, on_delivery, timestamp, headers): keyword
                 # parsing costs ~0.3 us a call, a fifth of the call. -1 is "any partition" and 0 "now".
                 produce(topic, value, key, -1, on_delivery, None, 0, headers)
-            except (BufferError, KafkaException):
+            except BufferError:
                 tracker.pending -= 1
                 self.produce(topic, key, value, headers, tracker)
+            except KafkaException as exc:
+                tracker.pending -= 1
+                self._refused(exc, topic, key, value, headers, tracker)
         return size
 
     def _make_room(self, producer: Producer) -> None:
@@ -295,6 +307,15 @@ class TransactionalKafkaSink(KafkaSink):
                         log.warning("%s of %s: %s; retrying", op, self.transactional_id, err.str())
                     continue
                 raise self._txn_error(op, err) from exc
+
+    def _sink_error(self, err: KafkaError) -> SinkError:
+        error = super()._sink_error(err)
+        if not isinstance(error, FatalSinkError):
+            return error
+        # A fenced producer can neither flush nor abort; the retry's new one aborts what this one left open.
+        self._drop()
+        return FatalSinkError(f"producing in transaction {self.transactional_id} failed for good ({err.name()}: "
+                              f"{err.str()}); another instance may own this shard now (fenced)")
 
     def _txn_error(self, op: str, err: KafkaError) -> SinkError:
         if err.fatal() or err.code() in _FATAL_GLOBAL:
