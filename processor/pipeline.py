@@ -141,8 +141,9 @@ class RangePipeline:
         source = ShardRangeSource(self.client, ev.project, ev.logstore, ev.shard, start, ev.end_cursor,
                                   self.source_config, self.retrying, self._on_gap)
         in_flight: deque[_InFlight] = deque()
+        pages = iter(source)
         try:
-            for batch in source:
+            for batch in pages:
                 in_flight.append(self._produce(batch))
                 self.sink.poll()
                 self._settle(in_flight, block=len(in_flight) >= MAX_IN_FLIGHT_BATCHES)
@@ -155,6 +156,8 @@ class RangePipeline:
         except BaseException:
             self.sink.abandon()
             raise
+        finally:
+            pages.close()  # stops the prefetch thread now, not when the traceback is collected
         if s.gaps and s.cursor_reached != ev.end_cursor:
             # The rest of the range expired too (policy 'end' or all of it gone): the range is done.
             s.cursor_reached = ev.end_cursor
@@ -222,6 +225,10 @@ class RangePipeline:
         refused = head.tracker.undeliverable
         moved = 0
         for item in refused:
+            if item.topic == self.dlq_topic:
+                msg = (f"the dead-letter topic {self.dlq_topic} refused a record ({item.reason}); raise its "
+                       "max.message.bytes")
+                raise SinkError(msg)
             headers = dict(item.headers or [])
             where = Provenance(self.event.project, self.event.logstore, self.event.shard,
                                _text(headers.get("sls.cursor")), int(_text(headers.get("sls.group")) or -1))

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 # Transactional producers kept per instance; each holds connections and a producer id.
 MAX_WARM_PRODUCERS = 8
+SLS_REQUEST_TIMEOUT_SECONDS = 30
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -75,8 +76,10 @@ class Runtime:
         """One client per endpoint and credentials; a rotated STS token gets a fresh client."""
         ident = (endpoint, creds.access_key_id, creds.access_key_secret, creds.security_token or "")
         if self._client is None or self._client[0] != ident:
-            self._client = (ident, LogClient(endpoint, creds.access_key_id, creds.access_key_secret,
-                                             creds.security_token))
+            client = LogClient(endpoint, creds.access_key_id, creds.access_key_secret, creds.security_token)
+            # The SDK waits up to 120 s per request; a hung pull must not eat the invocation's whole budget.
+            client.timeout = SLS_REQUEST_TIMEOUT_SECONDS
+            self._client = (ident, client)
         return self._client[1]
 
     def checkpoint_store(self, client: LogClient) -> CheckpointStore:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,10 +55,6 @@ class Batch:
     groups: Sequence[Any]
     raw_size: int
 
-    @property
-    def values_are_bytes(self) -> bool:
-        """True when the SDK fell back to its bytes-valued protobuf because some value is not UTF-8."""
-        return bool(self.groups) and type(self.groups[0]).DESCRIPTOR.name == "LogGroupRaw"
 
 
 @dataclass(frozen=True)
@@ -121,7 +117,7 @@ class ShardRangeSource:
         else:
             self._compress = {"accept_compress_type": config.compression}
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Generator[Batch, None, None]:
         """The pages of the range; the next one is pulled (and parsed) in a thread while the caller works."""
         return _prefetch(self.pages(), f"sls-pull-{self.project}/{self.logstore}/{self.shard}")
 
@@ -138,6 +134,11 @@ class ShardRangeSource:
             next_cursor = resp.get_next_cursor()
             groups = resp.get_loggroup_count()
             if groups == 0 and next_cursor == cursor:
+                if cursor != self.end:
+                    # Ending here would report the range delivered while [cursor, end) was never read.
+                    msg = (f"SLS returned no data at cursor {cursor} of {self.project}/{self.logstore} shard "
+                           f"{self.shard}, before the range's end cursor {self.end}")
+                    raise SourceError(msg)
                 return
             raw_size = resp.get_raw_size()
             yield Batch(cursor, next_cursor, resp.loggroup_list.LogGroups, raw_size)
@@ -153,21 +154,28 @@ class ShardRangeSource:
                 return cursor, self.retrying(self.client.pull_logs, self.project, self.logstore, self.shard, cursor,
                                              count=count, end_cursor=self.end, **self._compress)
             except LogException as exc:
-                code = exc.get_error_code()
-                if code == "InvalidCursor":
-                    moved = self._recover_invalid_cursor(cursor, exc)
-                    if moved is None:
-                        return cursor, None
-                    cursor = moved
-                    continue
-                hint = _FATAL_HINTS.get(code, "not retriable")
-                msg = (f"SLS {code} (HTTP {exc.resp_status}) reading {self.project}/{self.logstore} shard "
-                       f"{self.shard}: {exc.get_error_message()} - {hint}")
-                raise SourceError(msg) from exc
+                if exc.get_error_code() != "InvalidCursor":
+                    raise self._error(exc) from exc
+                invalid = exc
+            # Recovered outside the except block, so an error while recovering is not chained to this one.
+            moved = self._recover_invalid_cursor(cursor, invalid)
+            if moved is None:
+                return cursor, None
+            cursor = moved
+
+    def _error(self, exc: LogException) -> SourceError:
+        code = exc.get_error_code()
+        hint = _FATAL_HINTS.get(code, "not retriable")
+        msg = (f"SLS {code} (HTTP {exc.resp_status}) reading {self.project}/{self.logstore} shard {self.shard}: "
+               f"{exc.get_error_message()} - {hint}")
+        return SourceError(msg)
 
     def _recover_invalid_cursor(self, cursor: str, exc: LogException) -> str | None:
         """Apply the invalid-cursor policy; returns where to continue, or None to end the range here."""
-        begin = self.retrying(self.client.get_begin_cursor, self.project, self.logstore, self.shard).get_cursor()
+        try:
+            begin = self.retrying(self.client.get_begin_cursor, self.project, self.logstore, self.shard).get_cursor()
+        except LogException as failed:
+            raise self._error(failed) from failed
         pos, begin_pos, end_pos = cursor_position(cursor), cursor_position(begin), cursor_position(self.end)
         if pos >= begin_pos:
             msg = (f"SLS rejected cursor {cursor} of {self.project}/{self.logstore} shard {self.shard} as invalid "
@@ -203,7 +211,7 @@ def page_count(limit: int, groups: int, raw_size: int, current: int) -> int:
 _END = object()
 
 
-def _prefetch(pages: Iterator[Batch], name: str) -> Iterator[Batch]:
+def _prefetch(pages: Iterator[Batch], name: str) -> Generator[Batch, None, None]:
     """Run `pages` in a daemon thread, PREFETCH_PAGES ahead; its errors are raised here, in order.
 
     When the caller stops early (failure, time budget), the thread stops after the pull it is in; it is not

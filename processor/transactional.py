@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import closing
 from typing import Any
 
 from checkpoints.kafka_txn import KafkaCheckpointStore
@@ -77,22 +78,23 @@ class ExactlyOncePipeline(RangePipeline):
                                   self.source_config, self.retrying, self._on_gap)
         batches: list[_InFlight] = []
         records = 0
-        for batch in source:
-            if not batches:
-                self.sink.begin()
-            entry = self._produce(batch)
-            if entry.tracker.undeliverable:
-                entry = self._dead_letter_refused(entry)
-            batches.append(entry)
-            records += entry.records + entry.dead_letters
-            self.sink.poll()
-            if records >= self.max_records:
-                self._commit(batches, batch.next_cursor)
-                batches, records = [], 0
-            if self.deadline.expired():
-                msg = (f"time budget spent after committing cursor {self.summary.cursor_reached}; the retry "
-                       "continues from there")
-                raise BudgetExceededError(msg)
+        with closing(iter(source)) as pages:
+            for batch in pages:
+                if not batches:
+                    self.sink.begin()
+                entry = self._produce(batch)
+                if entry.tracker.undeliverable:
+                    entry = self._dead_letter_refused(entry)
+                batches.append(entry)
+                records += entry.records + entry.dead_letters
+                self.sink.poll()
+                if records >= self.max_records:
+                    self._commit(batches, batch.next_cursor)
+                    batches, records = [], 0
+                if self.deadline.expired():
+                    msg = (f"time budget spent after committing cursor {self.summary.cursor_reached}; the retry "
+                           "continues from there")
+                    raise BudgetExceededError(msg)
         final = batches[-1].batch.next_cursor if batches else self.summary.cursor_reached
         if self.summary.gaps and final != ev.end_cursor:
             # The source stopped at an expired stretch it was told to skip: the range is done.
