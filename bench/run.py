@@ -143,7 +143,7 @@ def machine() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     return {"nproc": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "confluent_kafka": confluent_kafka.version()[0], "librdkafka": confluent_kafka.libversion()[0],
+            "confluent_kafka": confluent_kafka.__version__, "librdkafka": confluent_kafka.libversion()[0],
             "protobuf": google.protobuf.__version__, "orjson": orjson.__version__, "kafka": kafka_version()}
 
 
