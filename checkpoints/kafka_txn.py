@@ -103,7 +103,7 @@ class KafkaCheckpointStore:
                 msg = (f"checkpoint topic {self.topic!r} did not become readable up to offset {high} within "
                        f"{self.timeout:.0f}s (a transaction stays open: check transaction.timeout.ms)")
                 raise CheckpointError(msg)
-            for record in consumer.consume(1000, 0.2):
+            for record in consumer.consume(1000, 0.05):
                 err = record.error()
                 if err is None:
                     if record.key() == wanted and record.offset() < high and record.value():

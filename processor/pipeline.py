@@ -25,8 +25,8 @@ from processor.errors import BudgetExceededError, SinkError
 from processor.event import TriggerEvent, cursor_position
 from processor.projection import Projector
 from processor.retry import RetryStats
-from processor.sink import DeliveryTracker, KafkaSink
-from processor.source import Batch, Gap, ShardRangeSource
+from processor.sink import DeliveryTracker, Sink
+from processor.source import Batch, Gap, ShardRangeSource, SlsClient
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def resume_point(event: TriggerEvent, saved: str | None, shared_store: bool = Fa
 class RangePipeline:
     """One invocation's run over one shard range, at-least-once."""
 
-    def __init__(self, event: TriggerEvent, client: Any, projector: Projector, sink: KafkaSink,
+    def __init__(self, event: TriggerEvent, client: SlsClient, projector: Projector, sink: Sink,
                  store: CheckpointStore, key: CheckpointKey, topic: str, dlq_topic: str, settings_source: Any,
                  retrying: Any, stats: RetryStats, deadline: Deadline, shared_store: bool = False) -> None:
         self.event = event
@@ -138,6 +138,7 @@ class RangePipeline:
         start = self.start()
         if start is None:
             return self._finish(started)
+        self.sink.set_deadline(self.deadline)
         source = ShardRangeSource(self.client, ev.project, ev.logstore, ev.shard, start, ev.end_cursor,
                                   self.source_config, self.retrying, self._on_gap)
         in_flight: deque[_InFlight] = deque()

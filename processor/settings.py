@@ -44,7 +44,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("LOG_FORMAT", "auto", "`kv` (one SLS content per field), `json` (a JSON document in "
              "LOG_JSON_FIELD, as Logtail's simple mode ships JSON lines) or `auto` (json when that field exists)."),
     Variable("LOG_JSON_FIELD", "content", "Content key holding the JSON document for LOG_FORMAT json/auto."),
-    Variable("SLS_PULL_COUNT", "1000", "Log groups per PullLogs request (1-1000)."),
+    Variable("SLS_PULL_COUNT", "1000", "Most log groups per PullLogs request (1-1000); fewer when a page "
+             "would pass ~2 MB uncompressed."),
     Variable("SLS_COMPRESSION", "lz4", "PullLogs transfer compression: lz4, zstd or none."),
     Variable("SLS_INVALID_CURSOR_POLICY", "begin", "When a cursor points at expired data: `begin` (continue at "
              "the oldest data still kept, report the gap), `fail` (stop with an error) or `end` (skip the rest "

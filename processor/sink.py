@@ -86,6 +86,10 @@ class DeliveryTracker:
 
 
 class Sink(Protocol):
+    """What a pipeline needs of Kafka: produce with per-batch tracking, wait for a batch, drop on failure."""
+
+    def set_deadline(self, deadline: Deadline) -> None: ...
+    def poll(self) -> None: ...
     def produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers,
                 tracker: DeliveryTracker) -> None: ...
     def produce_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes]], headers: Headers,
@@ -102,6 +106,11 @@ class KafkaSink:
         self._factory = factory
         self._producer: Producer | None = None
         self._fatal: str | None = None
+        self._deadline: Deadline | None = None
+
+    def set_deadline(self, deadline: Deadline) -> None:
+        """The invocation's budget, which also bounds the waits for queue room inside `produce`."""
+        self._deadline = deadline
 
     @property
     def producer(self) -> Producer:
@@ -124,8 +133,7 @@ class KafkaSink:
                 producer.produce(topic, value, key, headers=headers, on_delivery=tracker.on_delivery)
             except BufferError:
                 # Local queue full: serve delivery reports to make room, then try again.
-                producer.poll(0.05)
-                self._raise_if_fatal()
+                self._serve_reports(producer, 0.05)
                 continue
             except KafkaException as exc:
                 self._refused(exc, topic, key, value, headers, tracker)
@@ -177,8 +185,15 @@ class KafkaSink:
         Records that cannot be delivered leave the queue too, failed, once `message.timeout.ms` passes.
         """
         while len(producer) > MAX_QUEUED // 2:
-            producer.poll(0.01)
-            self._raise_if_fatal()
+            self._serve_reports(producer, 0.01)
+
+    def _serve_reports(self, producer: Producer, seconds: float) -> None:
+        self._raise_if_fatal()
+        if self._deadline is not None and self._deadline.expired():
+            # Kafka is not taking records (down, or slower than the budget): fail now, not when FC kills us.
+            msg = f"time budget spent waiting for room in the producer queue ({len(producer)} record(s) queued)"
+            raise BudgetExceededError(msg)
+        producer.poll(seconds)
 
     def poll(self) -> None:
         self.producer.poll(0)

@@ -69,6 +69,7 @@ class ExactlyOncePipeline(RangePipeline):
 
     def _ready(self) -> None:
         """(Re)initialise the producer after it was dropped, and point the checkpoint store at it."""
+        self.sink.set_deadline(self.deadline)
         self.sink.init(self.deadline)
         self.store.bind(self.sink.producer)
 
