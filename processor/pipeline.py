@@ -54,6 +54,7 @@ class Summary:
     bytes_read: int = 0
     bytes_produced: int = 0
     sls_retries: int = 0
+    kafka_retries: int = 0
     batches: int = 0
     gaps: list[dict[str, Any]] = field(default_factory=list)
     duration_seconds: float = 0.0
@@ -168,6 +169,7 @@ class RangePipeline:
     def _finish(self, started: float) -> Summary:
         s = self.summary
         s.sls_retries = self.stats.sls_retries
+        s.kafka_retries = self.stats.kafka_retries
         s.duration_seconds = round(time.monotonic() - started, 3)
         if s.duration_seconds > 0:
             s.records_per_second = round(s.records_read / s.duration_seconds, 1)

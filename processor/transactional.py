@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # Transactions tried from one committed cursor within an invocation before giving the failure to the trigger.
 MAX_ATTEMPTS = 5
+# Summary counters an attempt adds while reading; an aborted attempt's share is taken back out.
+_READ_COUNTERS = ("log_groups", "records_read", "bytes_read", "bytes_produced", "batches")
 
 
 class ExactlyOncePipeline(RangePipeline):
@@ -35,6 +37,7 @@ class ExactlyOncePipeline(RangePipeline):
     def __init__(self, *args: Any, max_records: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_records = max_records
+        self._committed: dict[str, Any] = {}
 
     def run(self) -> Summary:
         started = time.monotonic()
@@ -43,6 +46,7 @@ class ExactlyOncePipeline(RangePipeline):
         if self.start() is None:
             return self._finish(started)
         attempt = 0
+        self._committed = self._counters()
         while True:
             attempt += 1
             try:
@@ -53,6 +57,8 @@ class ExactlyOncePipeline(RangePipeline):
                 raise
             except SinkError as exc:
                 self.sink.abort(self.deadline)
+                # The summary describes what this invocation delivered: drop what the aborted attempt counted.
+                self._restore(self._committed)
                 if self.deadline.expired() or attempt == MAX_ATTEMPTS:
                     raise
                 if "MSG_SIZE_TOO_LARGE" in str(exc):
@@ -66,6 +72,15 @@ class ExactlyOncePipeline(RangePipeline):
             except BaseException:
                 self.sink.abort(self.deadline)
                 raise
+
+    def _counters(self) -> dict[str, Any]:
+        s = self.summary
+        return {"gaps": len(s.gaps), **{name: getattr(s, name) for name in _READ_COUNTERS}}
+
+    def _restore(self, counters: dict[str, Any]) -> None:
+        del self.summary.gaps[counters["gaps"]:]
+        for name in _READ_COUNTERS:
+            setattr(self.summary, name, counters[name])
 
     def _ready(self) -> None:
         """(Re)initialise the producer after it was dropped, and point the checkpoint store at it."""
@@ -113,3 +128,4 @@ class ExactlyOncePipeline(RangePipeline):
             self.summary.produced += entry.records
             self.summary.dead_lettered += entry.dead_letters
         self.summary.cursor_reached = cursor
+        self._committed = self._counters()
