@@ -180,12 +180,19 @@ class KafkaBroker:
         self.start(timeout)
 
     def log_tail(self, lines: int = 60) -> str:
-        """The last lines of broker.log, for error messages."""
+        """The error lines of broker.log, then its last lines, for error messages.
+
+        The errors come first because a failing JVM may still print its long config dump after them.
+        """
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return "(no broker.log)"
-        return "\n".join(text.splitlines()[-lines:])
+        all_lines = text.splitlines()
+        errors = [line for line in all_lines
+                  if " ERROR " in line or " FATAL " in line or "Exception" in line or line.startswith("Caused by")]
+        head = "errors:\n" + "\n".join(errors[:20]) + "\nlast lines:\n" if errors else ""
+        return head + "\n".join(all_lines[-lines:])
 
     @property
     def _log_dirs(self) -> Path:
