@@ -18,7 +18,15 @@ from processor.config import FieldSpec, ProjectionConfig
 
 
 class _Bad(Exception):
-    """Internal signal: a value cannot be coerced; the message is the reject reason."""
+    """Internal signal: a value cannot be coerced; the message is the reject reason.
+
+    `hint` says what it means when every record of a page fails this way (a configuration that does not fit the
+    data), for the dead-letter tolerance check.
+    """
+
+    def __init__(self, reason: str, hint: str = "") -> None:
+        super().__init__(reason)
+        self.hint = hint
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +36,7 @@ class Rejected:
     reason: str
     log: dict[str, Any]
     key: bytes | None = None
+    hint: str = ""
 
 
 Coercer = Callable[[str, Any], Any]
@@ -140,9 +149,8 @@ class Projector:
         """
         good: list[tuple[bytes | None, bytes]] = []
         bad: list[Rejected] = []
-        raw = type(group).DESCRIPTOR.name == "LogGroupRaw"
         tags = {t.Key: t.Value for t in group.LogTags} if self._meta else None
-        fast = not raw and self._format != "kv"
+        fast = self._format != "kv"
         json_field, key_field = self._json_field, self._key
         dumps, append = orjson.dumps, good.append
         for log in group.Logs:
@@ -155,15 +163,15 @@ class Projector:
                         append((None if key is None else str(key).encode(), dumps(record)))
                         continue
             try:
-                record = self._project(group, log, tags, raw)
+                record = self._project(group, log, tags)
             except _Bad as exc:
-                bad.append(Rejected(str(exc), original_log(group, log), None))
+                bad.append(Rejected(str(exc), original_log(group, log), None, exc.hint))
                 continue
             key = record.get(key_field) if key_field else None
             append((None if key is None else str(key).encode(), dumps(record)))
         return good, bad
 
-    def _pick(self, text: str, group: Any, log: Any, tags: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _pick(self, text: str | bytes, group: Any, log: Any, tags: dict[str, Any] | None) -> dict[str, Any] | None:
         """The projected record of a JSON document, or None when anything is off (`_project` says what)."""
         try:
             doc = orjson.loads(text)
@@ -186,19 +194,22 @@ class Projector:
             return None
         return out
 
-    def _project(self, group: Any, log: Any, tags: dict[str, Any] | None, raw: bool) -> dict[str, Any]:
-        if raw:
-            contents = {_utf8(c.Key, "a content key"): _utf8(c.Value, f"content {c.Key!r}") for c in log.Contents}
-        else:
-            contents = {c.Key: c.Value for c in log.Contents}
-        doc = self._document(contents)
+    def _project(self, group: Any, log: Any, tags: dict[str, Any] | None) -> dict[str, Any]:
+        # upb hands a string that is not UTF-8 over as bytes, and LogGroupRaw every content value. Only projected
+        # values must be text, so they are decoded where picked; a key that is not UTF-8 matches no field.
+        doc = self._document({c.Key: c.Value for c in log.Contents})
         out: dict[str, Any] = {}
         for src, name, coerce, required in self._content:
             v = doc.get(src, _MISSING)
             if v is _MISSING or v is None:
-                if required:
-                    raise _Bad(f"required field {src!r} is {'missing' if v is _MISSING else 'null'}")
-                continue
+                if not required:
+                    continue
+                if v is _MISSING:
+                    raise _Bad(f"required field {src!r} is missing",
+                               f"every record lacks required field {src!r}: check PROJECTION_FIELDS")
+                raise _Bad(f"required field {src!r} is null")
+            if type(v) is bytes:
+                v = _utf8(v, f"field {src!r}")
             out[name] = coerce(src, v)
         self._add_metadata(out, group, log, tags)
         return out
@@ -208,18 +219,25 @@ class Projector:
             v = _metadata(spec, group, log, tags)
             if v is _MISSING:
                 if spec.required:
-                    raise _Bad(f"required metadata {spec.source!r} is missing")
+                    raise _Bad(f"required metadata {spec.source!r} is missing",
+                               f"no record has metadata {spec.source!r}: check PROJECTION_FIELDS")
                 continue
+            if type(v) is bytes:
+                v = _utf8(v, f"metadata {spec.source!r}")
             out[spec.output] = coerce(spec.source, v)
 
-    def _document(self, contents: dict[str, str]) -> dict[str, Any]:
+    def _document(self, contents: dict[Any, str | bytes]) -> dict[Any, Any]:
         if self._format == "kv":
             return contents
         text = contents.get(self._json_field)
         if text is None:
             if self._format == "json":
-                raise _Bad(f"content field {self._json_field!r} holding the JSON document is missing")
+                raise _Bad(f"content field {self._json_field!r} holding the JSON document is missing",
+                           f"no record has the content field {self._json_field!r}: check LOG_FORMAT and "
+                           "LOG_JSON_FIELD")
             return contents
+        if type(text) is bytes:
+            text = _utf8(text, f"content field {self._json_field!r}")
         if not text.strip():
             raise _Bad(f"content field {self._json_field!r} is empty")
         try:
@@ -250,10 +268,7 @@ def _metadata(spec: FieldSpec, group: Any, log: Any, tags: dict[str, Any] | None
         return group.Topic if group.HasField("Topic") else _MISSING
     if src == "__source__":
         return group.Source if group.HasField("Source") else _MISSING
-    value = tags.get(src[len("__tag__:"):], _MISSING) if tags is not None else _MISSING
-    if isinstance(value, bytes):
-        return _utf8(value, f"tag {src!r}")
-    return value
+    return tags.get(src[len("__tag__:"):], _MISSING) if tags is not None else _MISSING
 
 
 def original_log(group: Any, log: Any) -> dict[str, Any]:

@@ -112,3 +112,75 @@ def test_number_keeps_int_and_float_and_parses_strings():
     good, _ = projector("a:number,b:number,c:float,d:bool", key="").project_group(
         group({"a": "12", "b": "2.5", "c": "3", "d": "true"}))
     assert orjson.loads(good[0][1]) == {"a": 12, "b": 2.5, "c": 3.0, "d": True}
+
+
+def upb_group(*logs, topic="", source="", tags=None, corrupt=None):
+    """A LogGroup as the SDK hands it over: a string that is not UTF-8 comes back as `bytes` (upb does not check).
+
+    `corrupt` maps placeholder bytes to bad bytes of the same length, swapped into the serialized page, so keys,
+    topic, source and tags (strings even in LogGroupRaw) can carry them too.
+    """
+    data = group(*logs, topic=topic, source=source, tags=tags, raw=True).SerializeToString()
+    for placeholder, bad in (corrupt or {}).items():
+        assert len(placeholder) == len(bad)
+        assert placeholder in data
+        data = data.replace(placeholder, bad)
+    parsed = LogGroup()
+    parsed.ParseFromString(data)
+    return parsed
+
+
+def both(*logs):
+    """The same logs as the SDK gives them with upb (LogGroup with bytes values) and as a LogGroupRaw."""
+    return upb_group(*logs), group(*logs, raw=True)
+
+
+def test_upb_gives_bytes_for_a_value_that_is_not_utf8():
+    g = upb_group({"driver": b"Jos\xe9"})
+    assert g.Logs[0].Contents[0].Value == b"Jos\xe9"
+
+
+@pytest.mark.parametrize("fields", ["speed:number,carID:int,driver", "speed:number,carID:int,driver:str"])
+@pytest.mark.parametrize("fmt", ["auto", "kv"])
+def test_non_utf8_value_of_a_projected_kv_field_is_rejected_naming_the_field(fields, fmt):
+    logs = [{"speed": b"1", "carID": b"7", "driver": b"Ana"}, {"speed": b"2", "carID": b"8", "driver": b"Jos\xe9"}]
+    for g in both(*logs):
+        good, bad = projector(fields, fmt).project_group(g)
+        assert good == [(b"7", b'{"speed":1,"carID":7,"driver":"Ana"}')]
+        assert [r.reason for r in bad] == ["field 'driver' is not valid UTF-8 (unexpected end of data at byte 3)"]
+        assert bad[0].log["contents"][2] == ["driver", {"base64": base64.b64encode(b"Jos\xe9").decode()}]
+
+
+def test_non_utf8_in_a_field_not_projected_does_not_reject_the_log():
+    logs = [{"speed": b"1", "carID": b"7", "manufacturer": b"Citro\xebn", "keyX": b"x"}]
+    for g in (upb_group(*logs, corrupt={b"keyX": b"key\xff"}), group(*logs, raw=True)):
+        assert projector().project_group(g) == ([(b"7", b'{"speed":1,"carID":7}')], [])
+
+
+def test_non_utf8_json_content_is_rejected_as_not_utf8():
+    for g in both({"content": b'{"speed":1,"carID":7,"driver":"Jos\xe9"}'}):
+        good, bad = projector("speed:number,carID:int,driver").project_group(g)
+        assert good == []
+        assert [r.reason for r in bad] == ["content field 'content' is not valid UTF-8 (invalid continuation byte "
+                                           "at byte 34)"]
+
+
+def test_non_utf8_key_field_value_is_rejected_not_turned_into_a_repr_key():
+    for g in both({"speed": b"1", "carID": b"\xff7"}):
+        good, bad = projector("speed:number,carID", key="carID").project_group(g)
+        assert good == []
+        assert bad[0].reason.startswith("field 'carID' is not valid UTF-8")
+
+
+@pytest.mark.parametrize(("meta", "output"), [("__topic__", "tripX"), ("__source__", "10.0.0.X"),
+                                              ("__tag__:driver", "JosX")])
+def test_projected_metadata_that_is_not_utf8_is_rejected(meta, output):
+    fields = f"speed:number,carID:int,{meta}=m"
+    log = {"speed": b"1", "carID": b"7"}
+    values = dict(topic="tripX", source="10.0.0.X", tags={"driver": "JosX"})
+    for g in (upb_group(log, **values), group(log, raw=True, **values)):
+        assert projector(fields).project_group(g) == ([(b"7", b'{"speed":1,"carID":7,"m":"%s"}' % output.encode())], [])
+    g = upb_group(log, **values, corrupt={output.encode(): output.encode()[:-1] + b"\xe9"})
+    good, bad = projector(fields).project_group(g)
+    assert good == []
+    assert bad[0].reason.startswith(f"metadata {meta!r} is not valid UTF-8")
