@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 import tempfile
@@ -12,9 +13,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+from confluent_kafka import KafkaException, Producer
 
 from processor.errors import ConfigError
 from processor.settings import BY_NAME
+
+log = logging.getLogger(__name__)
 
 FieldType = Literal["int", "float", "number", "str", "bool", "any"]
 FIELD_TYPES: tuple[str, ...] = ("int", "float", "number", "str", "bool", "any")
@@ -136,6 +140,24 @@ class RuntimeConfig:
     log_level: str = "INFO"
 
 
+# At most this share of an invocation's timeout is kept back as the margin; the rest is for the work.
+MAX_MARGIN_SHARE = 0.2
+_capped_margins_warned: set[tuple[float, float]] = set()
+
+
+def budget_margin(runtime: RuntimeConfig, timeout: float) -> float:
+    """TIME_BUDGET_MARGIN_SECONDS, capped at MAX_MARGIN_SHARE of `timeout` with a warning (once per timeout)."""
+    cap = timeout * MAX_MARGIN_SHARE
+    if runtime.margin_seconds <= cap:
+        return runtime.margin_seconds
+    if (runtime.margin_seconds, timeout) not in _capped_margins_warned:
+        _capped_margins_warned.add((runtime.margin_seconds, timeout))
+        log.warning("TIME_BUDGET_MARGIN_SECONDS=%g is more than %.0f%% of the %g s timeout: invocations stop %g s "
+                    "before the timeout instead; set it to at most %g", runtime.margin_seconds,
+                    100 * MAX_MARGIN_SHARE, timeout, cap, cap)
+    return cap
+
+
 # Keys of the trigger's `functionParameter` that may override per-trigger settings.
 PARAMETER_KEYS = {
     "topic": "KAFKA_TOPIC",
@@ -170,6 +192,7 @@ class Settings:
             transaction_timeout_ms=r.integer("KAFKA_TRANSACTION_TIMEOUT_MS", 1000, 900_000),
             options=r.producer_options(),
         )
+        check_producer_settings(kafka, r.option_sources)
         key_field = r.text("KAFKA_KEY_FIELD") or None
         projection = ProjectionConfig(
             fields=parse_fields(r.text("PROJECTION_FIELDS")),
@@ -240,6 +263,89 @@ class Settings:
         return replace(self, kafka=kafka, projection=projection)
 
 
+# librdkafka's other names for the settings the processor manages, and the deprecated nested topic config
+# that could set `acks` behind the guard's back.
+MANAGED_PRODUCER_KEYS = {
+    "bootstrap.servers": "KAFKA_BOOTSTRAP_SERVERS sets it",
+    "metadata.broker.list": "librdkafka's other name for bootstrap.servers; KAFKA_BOOTSTRAP_SERVERS sets it",
+    "enable.idempotence": "it is always on, so a retry cannot duplicate or reorder records",
+    "acks": "it is always 'all', so a confirmed record is on every in-sync replica",
+    "request.required.acks": "librdkafka's other name for acks, which is always 'all'",
+    "transactional.id": "exactly-once mode derives one per shard",
+    "default.topic.config": "it could override acks; put topic settings at the top level",
+}
+SECRET_PRODUCER_KEYS = ("password", "secret")
+# The throw-away producers that check the settings must not log: a config warning there is not the user's.
+_QUIET = logging.getLogger("processor.config.producer-check")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
+def check_producer_settings(kafka: KafkaConfig, sources: Mapping[str, str]) -> None:
+    """Build the producers the processor will build (not connected), so librdkafka rejects bad settings now.
+
+    `sources` maps each user-set librdkafka key to the variable that set it; the error names that variable and
+    the value. Without this a bad value fails every invocation (and `run` retries it forever) with a bare
+    KafkaException naming neither.
+    """
+    conf = kafka.producer_config()
+    defaults = replace(kafka, options={}).producer_config()
+    _check_producer(conf, defaults, sources)
+    if kafka.delivery_mode == "exactly-once":
+        txn = {"transactional.id": "config-check", "transaction.timeout.ms": kafka.transaction_timeout_ms}
+        if "message.timeout.ms" in conf:
+            # As TransactionalKafkaSink does: a transaction cannot wait for a record longer than it may live.
+            txn["message.timeout.ms"] = min(int(conf["message.timeout.ms"]), kafka.transaction_timeout_ms)
+        _check_producer({**conf, **txn}, {**defaults, **txn},
+                        {**sources, "transaction.timeout.ms": "KAFKA_TRANSACTION_TIMEOUT_MS"})
+
+
+def _check_producer(full: Mapping[str, Any], base: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    reason = _rejection(full)
+    if reason is None:
+        return
+    for key, variable in sources.items():
+        # One setting is to blame when it alone, on the defaults, is refused for the same reason.
+        if _rejection({**base, key: full[key]}) == reason:
+            msg = f"{_setting(variable, key, full[key])} is rejected by librdkafka: {_masked(reason, full, sources)}"
+            raise ConfigError(msg)
+    given = "; ".join(_setting(variable, key, full[key]) for key, variable in sources.items())
+    msg = (f"librdkafka rejects the producer settings: {_masked(reason, full, sources)} "
+           f"(set: {given or 'none; only the processor defaults'})")
+    raise ConfigError(msg)
+
+
+def _rejection(conf: Mapping[str, Any]) -> str | None:
+    """librdkafka's reason for refusing `conf`, or None; no bootstrap servers, so nothing is contacted."""
+    check = {k: v for k, v in conf.items() if k != "bootstrap.servers"}
+    try:
+        Producer({**check, "logger": _QUIET})
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        return error.str() if hasattr(error, "str") else str(exc)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def _is_secret(key: str) -> bool:
+    return any(word in key for word in SECRET_PRODUCER_KEYS)
+
+
+def _setting(variable: str, key: str, value: Any) -> str:
+    shown = "***" if _is_secret(key) else repr(value)
+    if variable == "KAFKA_PRODUCER_CONFIG":
+        return f"KAFKA_PRODUCER_CONFIG {key}={shown}"
+    return f"{variable}={shown} ({key})"
+
+
+def _masked(reason: str, conf: Mapping[str, Any], keys: Mapping[str, str]) -> str:
+    for key in keys:
+        if _is_secret(key) and str(conf[key]):
+            reason = reason.replace(str(conf[key]), "***")
+    return reason
+
+
 def json_object(text: str, what: str, example: str) -> dict[str, Any]:
     """Parse a JSON object given in a variable or flag named `what`; anything else is a ConfigError."""
     try:
@@ -273,6 +379,8 @@ class _Reader:
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
+        # librdkafka key -> the variable that set it, filled by producer_options().
+        self.option_sources: dict[str, str] = {}
 
     def raw(self, name: str) -> tuple[str, str | None]:
         var = BY_NAME[name]
@@ -326,12 +434,14 @@ class _Reader:
     def producer_options(self) -> dict[str, Any]:
         used, value = self.raw("KAFKA_PRODUCER_CONFIG")
         options = json_object(value or "{}", used, '{"linger.ms": 20}')
-        for key in ("bootstrap.servers", "enable.idempotence", "acks", "transactional.id"):
+        for key, why in MANAGED_PRODUCER_KEYS.items():
             if key in options:
-                msg = f"{used} must not set {key!r}: it is managed by the processor"
+                msg = f"{used} must not set {key!r}: it is managed by the processor ({why})"
                 raise ConfigError(msg)
+        self.option_sources = dict.fromkeys(options, used)
         for var, key in (("KAFKA_SECURITY_PROTOCOL", "security.protocol"), ("KAFKA_SASL_MECHANISM", "sasl.mechanism"),
                          ("KAFKA_SASL_USERNAME", "sasl.username"), ("KAFKA_SASL_PASSWORD", "sasl.password")):
             if self.text(var):
                 options[key] = self.text(var)
+                self.option_sources[key] = var
         return options

@@ -13,7 +13,7 @@ from checkpoints.base import CheckpointKey, CheckpointStore
 from checkpoints.file import FileCheckpointStore
 from checkpoints.kafka_txn import KafkaCheckpointStore
 from checkpoints.sls_consumer_group import SlsConsumerGroupStore
-from processor.config import Settings
+from processor.config import Settings, budget_margin
 from processor.credentials import Credentials
 from processor.deadline import Deadline
 from processor.errors import ProcessorError
@@ -117,7 +117,7 @@ class Runtime:
 
     def deadline(self, timeout_seconds: float | None) -> Deadline:
         timeout = timeout_seconds or self.settings.runtime.timeout_seconds
-        margin = min(self.settings.runtime.margin_seconds, timeout * 0.2)
+        margin = budget_margin(self.settings.runtime, timeout)
         return Deadline.after(timeout - margin)
 
     def close(self, timeout: float = 10.0) -> None:
