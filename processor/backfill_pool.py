@@ -15,9 +15,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from checkpoints.base import CheckpointKey
 from processor.backfill import BackfillJob, DryRunInvoker, Invoker, LocalInvoker, ShardProgress, ShardRange, run_shard
 from processor.config import Settings
 from processor.credentials import Credentials
+from processor.errors import CheckpointError, ProcessorError
 from processor.poller import StopFlag
 from processor.runtime import Runtime
 
@@ -29,6 +31,46 @@ _MP = multiprocessing.get_context("fork")
 def stop_flag() -> StopFlag:
     """A stop flag the workers see."""
     return _MP.Event()
+
+
+def shards_with_progress(job: BackfillJob, settings: Settings, ranges: Sequence[ShardRange],
+                         credentials: Credentials, timeout: float = 120.0) -> list[int]:
+    """The shards of `ranges` whose checkpoint store already holds progress in the job's scope.
+
+    Read in a short-lived worker process: a Kafka client (the `kafka` store) made here would leave its
+    threads in the parent that later forks the backfill workers.
+    """
+    answer = _MP.Queue()
+    probe = _MP.Process(target=_probe, args=(job, settings, credentials, [r.shard for r in ranges], answer),
+                        name="backfill-probe", daemon=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    probe.start()
+    try:
+        outcome = answer.get(timeout=timeout)
+    except queue.Empty:
+        msg = (f"reading the checkpoints of backfill job {job.job_id!r} ({settings.checkpoint.store} store) did not "
+               f"finish within {timeout:.0f}s (probe exit code {probe.exitcode})")
+        raise CheckpointError(msg) from None
+    finally:
+        probe.kill()
+        probe.join()
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _probe(job: BackfillJob, settings: Settings, credentials: Credentials, shards: list[int], answer: Any) -> None:
+    runtime = Runtime(settings)
+    try:
+        store = runtime.checkpoint_store(runtime.sls_client(job.endpoint, credentials))
+        answer.put([s for s in shards if store.load(CheckpointKey(job.project, job.logstore, s, job.scope))])
+    except ProcessorError as exc:
+        answer.put(exc)
+    except Exception as exc:  # e.g. an SDK error, which may not survive pickling: its text is what matters
+        answer.put(CheckpointError(f"reading the checkpoints of backfill job {job.job_id!r}: {exc!r}"))
+    finally:
+        runtime.close(1)
 
 
 def run_parallel(job: BackfillJob, settings: Settings, ranges: Sequence[ShardRange], credentials: Credentials,

@@ -12,8 +12,17 @@ from typing import Any, TextIO
 
 import orjson
 
-from processor.backfill import BackfillJob, ShardProgress, default_job_id, plan
-from processor.backfill_pool import run_parallel, stop_flag
+from processor.backfill import (
+    BackfillJob,
+    JobManifests,
+    JobRequest,
+    ShardProgress,
+    ShardRange,
+    bind_job,
+    default_job_id,
+    plan,
+)
+from processor.backfill_pool import run_parallel, shards_with_progress, stop_flag
 from processor.commands.common import (
     EnvDefault,
     access_from_args,
@@ -81,12 +90,21 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_without_kafka() if args.dry_run else Settings.from_env()
     settings.with_parameter(parameter)
     logstore = access.logstore_api()
-    shards = select_shards(logstore.shards(), args.shards)
-    if start.kind == "cursor" or stop.kind == "cursor":
-        _require_one_shard(shards, args.shards)
-    ranges = plan(logstore, shards, start, stop)
+
+    def planned() -> list[ShardRange]:
+        shards = select_shards(logstore.shards(), args.shards)
+        if start.kind == "cursor" or stop.kind == "cursor":
+            _require_one_shard(shards, args.shards)
+        return plan(logstore, shards, start, stop)
+
     job = BackfillJob(access.endpoint, access.project, access.logstore, job_id, args.groups_per_event,
                       args.max_retry, parameter)
+    if args.dry_run:
+        ranges = planned()  # no checkpoints, so nothing to bind the range to
+    else:
+        ranges = bind_job(JobManifests(settings.checkpoint.directory), job,
+                          JobRequest.of(start, stop, args.shards, parameter), planned,
+                          lambda rs: shards_with_progress(job, settings, rs, access.credentials))
     processes = args.processes or max(1, min(len(ranges), os.cpu_count() or 1))
     log.info("backfill job %s (checkpoint scope %s): shards %s, %d log groups, %d process(es)%s", job_id, job.scope,
              ",".join(str(r.shard) for r in ranges), sum(r.log_groups for r in ranges), processes,
