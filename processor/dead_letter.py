@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 
-# A rejected log can be huge (that may be why it was rejected); the DLQ must still accept the record.
+# A rejected log can be huge (that may be why it was rejected); the DLQ must still accept the record. The cap
+# is on the original's encoded size in the record, whatever the escaping.
 MAX_ORIGINAL_BYTES = 256 * 1024
 
 
@@ -35,12 +36,36 @@ def dead_letter_value(reason: str, original: Any, where: Provenance, target_topi
         "target_topic": target_topic,
         "rejected_at": time.time(),
     }
-    body = original if isinstance(original, (bytes, bytearray)) else orjson.dumps(original)
-    if len(body) > MAX_ORIGINAL_BYTES:
-        doc["original_truncated"] = {"size": len(body), "kept": MAX_ORIGINAL_BYTES}
-        body = body[:MAX_ORIGINAL_BYTES]
-    if isinstance(original, (bytes, bytearray)) or "original_truncated" in doc:
-        doc["original_text"] = bytes(body).decode("utf-8", "replace")
+    body = bytes(original) if isinstance(original, (bytes, bytearray)) else orjson.dumps(original)
+    if isinstance(original, (bytes, bytearray)) or len(body) > MAX_ORIGINAL_BYTES:
+        kept = _kept_bytes(body)
+        if kept < len(body):
+            doc["original_truncated"] = {"size": len(body), "kept": kept}
+        doc["original_text"] = body[:kept].decode("utf-8", "replace")
     else:
         doc["original"] = original
     return orjson.dumps(doc)
+
+
+def _encoded_size(raw: bytes) -> int:
+    """Bytes `raw` takes in the record as a JSON string: escapes and U+FFFD for bytes that are not UTF-8."""
+    return len(orjson.dumps(raw.decode("utf-8", "replace"))) - 2
+
+
+def _kept_bytes(body: bytes) -> int:
+    """The longest prefix of `body` whose encoded text fits MAX_ORIGINAL_BYTES.
+
+    The cap must hold on the encoded size: quotes and backslashes double, control characters take six bytes
+    and a byte that is not UTF-8 three, so a raw cut at the cap could make a record several times larger.
+    """
+    # Encoding never shrinks the bytes (U+FFFD replaces at most three), so a longer body is cut without a look.
+    if len(body) <= MAX_ORIGINAL_BYTES and _encoded_size(body) <= MAX_ORIGINAL_BYTES:
+        return len(body)
+    fits, too_long = 0, min(len(body), MAX_ORIGINAL_BYTES) + 1
+    while too_long - fits > 1:
+        mid = (fits + too_long) // 2
+        if _encoded_size(body[:mid]) <= MAX_ORIGINAL_BYTES:
+            fits = mid
+        else:
+            too_long = mid
+    return fits
