@@ -25,6 +25,7 @@ FIELD_TYPES: tuple[str, ...] = ("int", "float", "number", "str", "bool", "any")
 LogFormat = Literal["auto", "kv", "json"]
 DeliveryMode = Literal["at-least-once", "exactly-once"]
 InvalidCursorPolicy = Literal["begin", "fail", "end"]
+DeadLetterTolerance = Literal["page", "none", "all"]
 
 # `__tag__:<key>` carries a colon of its own, so it is matched before the `:type` suffix.
 _FIELD_RE = re.compile(
@@ -82,6 +83,7 @@ class ProjectionConfig:
     log_format: LogFormat = "auto"
     json_field: str = "content"
     key_field: str | None = "carID"
+    dead_letter_tolerance: DeadLetterTolerance = "page"
 
     def __post_init__(self) -> None:
         if self.key_field and self.key_field not in {f.output for f in self.fields}:
@@ -199,6 +201,7 @@ class Settings:
             log_format=r.choice("LOG_FORMAT", ("auto", "kv", "json")),  # type: ignore[arg-type]
             json_field=r.nonempty("LOG_JSON_FIELD"),
             key_field=key_field,
+            dead_letter_tolerance=r.choice("DEAD_LETTER_TOLERANCE", ("page", "none", "all")),  # type: ignore[arg-type]
         )
         source = SourceConfig(
             pull_count=r.integer("SLS_PULL_COUNT", 1, 1000),
@@ -259,6 +262,7 @@ class Settings:
                                      ("auto", "kv", "json")),  # type: ignore[arg-type]
             json_field=parameter.get("jsonField", proj.json_field),
             key_field=(parameter["keyField"] or None) if "keyField" in parameter else proj.key_field,
+            dead_letter_tolerance=proj.dead_letter_tolerance,
         )
         return replace(self, kafka=kafka, projection=projection)
 

@@ -11,6 +11,12 @@ class ConfigError(ProcessorError, ValueError):
     """A configuration variable (or CLI flag) is missing or has a bad value."""
 
 
+class DeadLetterToleranceError(ConfigError):
+    """More records were rejected than DEAD_LETTER_TOLERANCE allows (e.g. a whole page for one reason: a field
+    name that fits no record). Retrying the same data fails the same way, so it is not retried; nothing of the
+    page is produced and no checkpoint passes it, so fixing the configuration delivers it."""
+
+
 class EventError(ProcessorError, ValueError):
     """The trigger event is not what an SLS trigger sends."""
 

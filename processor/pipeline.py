@@ -184,10 +184,13 @@ class RangePipeline:
         produce_all, project = self.sink.produce_all, self.projector.project_group
         topic, dlq = self.topic, self.dlq_topic
         records = dead = 0
-        for index, group in enumerate(batch.groups):
+        # The whole page is projected before any of it is produced: a page the dead-letter tolerance refuses
+        # must reach neither topic.
+        page = [project(group) for group in batch.groups]
+        self.projector.check_page(page, f"the page at cursor {batch.cursor} of shard {ev.shard}")
+        for index, (good, bad) in enumerate(page):
             where = Provenance(ev.project, ev.logstore, ev.shard, batch.cursor, index)
             headers = where.headers()
-            good, bad = project(group)
             s.bytes_produced += produce_all(topic, good, headers, tracker)
             records += len(good)
             for rejected in bad:

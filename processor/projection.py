@@ -8,13 +8,14 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from processor.config import FieldSpec, ProjectionConfig
+from processor.errors import DeadLetterToleranceError
 
 
 class _Bad(Exception):
@@ -40,6 +41,12 @@ class Rejected:
 
 
 Coercer = Callable[[str, Any], Any]
+# One group's projection: (key, value) pairs and the rejects.
+Projected = tuple[list[tuple[bytes | None, bytes]], list[Rejected]]
+
+# DEAD_LETTER_TOLERANCE=page: a single rejected record is no pattern (one poison log alone in a page must not
+# stop the shard); two or more all failing the same way is what a configuration that fits no record looks like.
+PAGE_RULE_MIN_RECORDS = 2
 
 
 # Integers Kafka consumers can read back (orjson, like most JSON libraries, stops at 64 bits).
@@ -141,7 +148,7 @@ class Projector:
         self._format = config.log_format
         self._key = config.key_field
 
-    def project_group(self, group: Any) -> tuple[list[tuple[bytes | None, bytes]], list[Rejected]]:
+    def project_group(self, group: Any) -> Projected:
         """Project every log of a protobuf LogGroup: (key, value) pairs in log order, and the rejects.
 
         The common shape, one content holding a JSON object (Logtail's simple mode), takes an inlined path;
@@ -170,6 +177,31 @@ class Projector:
             key = record.get(key_field) if key_field else None
             append((None if key is None else str(key).encode(), dumps(record)))
         return good, bad
+
+    def check_page(self, page: Sequence[Projected], where: str) -> None:
+        """Raise DeadLetterToleranceError when a page's rejects pass DEAD_LETTER_TOLERANCE; `where` names the page.
+
+        Called before anything of the page is produced, so a refused page is neither delivered nor checkpointed.
+        """
+        tolerance = self.config.dead_letter_tolerance
+        if tolerance == "all" or not any(bad for _, bad in page):
+            return
+        rejected = [r for _, bad in page for r in bad]
+        if tolerance == "none":
+            msg = (f"{len(rejected)} record(s) of {where} cannot be projected, the first because {rejected[0].reason}; "
+                   "DEAD_LETTER_TOLERANCE=none stops at any reject (page or all would dead-letter it)")
+            raise DeadLetterToleranceError(msg)
+        if len(rejected) < PAGE_RULE_MIN_RECORDS or any(good for good, _ in page):
+            return
+        reason = rejected[0].reason
+        if any(r.reason != reason for r in rejected):
+            return
+        hint = rejected[0].hint or (f"every record was rejected because {reason}: check PROJECTION_FIELDS, "
+                                    "LOG_FORMAT and LOG_JSON_FIELD")
+        msg = (f"{hint} (all {len(rejected)} records of {where} were rejected for this one reason, so none was "
+               "produced or dead-lettered and the checkpoint stays before them; DEAD_LETTER_TOLERANCE=all would "
+               "dead-letter such a page)")
+        raise DeadLetterToleranceError(msg)
 
     def _pick(self, text: str | bytes, group: Any, log: Any, tags: dict[str, Any] | None) -> dict[str, Any] | None:
         """The projected record of a JSON document, or None when anything is off (`_project` says what)."""

@@ -44,6 +44,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("LOG_FORMAT", "auto", "`kv` (one SLS content per field), `json` (a JSON document in "
              "LOG_JSON_FIELD, as Logtail's simple mode ships JSON lines) or `auto` (json when that field exists)."),
     Variable("LOG_JSON_FIELD", "content", "Content key holding the JSON document for LOG_FORMAT json/auto."),
+    Variable("DEAD_LETTER_TOLERANCE", "page", "Which projection rejects stop the invocation instead of going to "
+             "the dead-letter topic: `page` (a page of two or more records all rejected for one and the same reason, "
+             "as a misspelt field name causes), `none` (any reject) or `all` (none: every reject is dead-lettered). "
+             "A stopped page is neither produced nor checkpointed."),
     Variable("SLS_PULL_COUNT", "1000", "Most log groups per PullLogs request (1-1000); fewer when a page "
              "would pass ~2 MB uncompressed."),
     Variable("SLS_COMPRESSION", "lz4", "PullLogs transfer compression: lz4, zstd or none."),
