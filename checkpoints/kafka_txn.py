@@ -14,7 +14,7 @@ import orjson
 from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-from checkpoints.base import CheckpointKey
+from checkpoints.base import Checkpoint, CheckpointKey
 from processor.errors import CheckpointError
 
 # Offsets read per step when scanning back from the end for a key's latest checkpoint.
@@ -55,16 +55,22 @@ class KafkaCheckpointStore:
                 raise CheckpointError(msg) from exc
         self._topic_ready = True
 
-    def save(self, key: CheckpointKey, cursor: str) -> None:
+    def save(self, key: CheckpointKey, checkpoint: Checkpoint) -> Checkpoint:
+        """Produce `checkpoint` in the running transaction.
+
+        No merge here: the transactional id fences every other writer of the key, and the pipeline builds
+        `checkpoint` from the one it loaded after fencing them.
+        """
         if self._producer is None:
             msg = "KafkaCheckpointStore.save needs the transactional producer (bind) of the running transaction"
             raise CheckpointError(msg)
-        value = orjson.dumps({"cursor": cursor, "project": key.project, "logstore": key.logstore,
-                              "shard": key.shard, "scope": key.scope, "saved_at": time.time()})
+        value = orjson.dumps({"cursor": checkpoint.cursor, "origin": checkpoint.origin, "project": key.project,
+                              "logstore": key.logstore, "shard": key.shard, "scope": key.scope,
+                              "saved_at": time.time()})
         while True:
             try:
                 self._producer.produce(self.topic, value, str(key).encode())
-                return
+                return checkpoint
             except BufferError:
                 # The transaction's records fill the local queue: let deliveries drain, then try again.
                 self._producer.poll(0.05)
@@ -72,7 +78,7 @@ class KafkaCheckpointStore:
                 msg = f"cannot write checkpoint {key} to topic {self.topic!r}: {exc.args[0].str()}"
                 raise CheckpointError(msg) from exc
 
-    def load(self, key: CheckpointKey) -> str | None:
+    def load(self, key: CheckpointKey) -> Checkpoint | None:
         """The latest committed cursor for `key`.
 
         Call it after `init_transactions()`: that returns only once this transactional id's earlier
@@ -93,9 +99,10 @@ class KafkaCheckpointStore:
                 return found
             end, start = start, max(low, start - 2 * (end - start))
 
-    def _scan(self, consumer: Consumer, tp: TopicPartition, start: int, high: int, wanted: bytes) -> str | None:
+    def _scan(self, consumer: Consumer, tp: TopicPartition, start: int, high: int,
+              wanted: bytes) -> Checkpoint | None:
         consumer.assign([TopicPartition(tp.topic, tp.partition, start)])
-        latest: str | None = None
+        latest: Checkpoint | None = None
         deadline = time.monotonic() + self.timeout
         position = start
         while position < high:
@@ -107,7 +114,7 @@ class KafkaCheckpointStore:
                 err = record.error()
                 if err is None:
                     if record.key() == wanted and record.offset() < high and record.value():
-                        latest = _cursor_of(record.value(), self.topic)
+                        latest = _checkpoint_of(record.value(), self.topic)
                 elif err.code() != KafkaError._PARTITION_EOF:
                     msg = f"reading checkpoint topic {self.topic!r}: {err.str()}"
                     raise CheckpointError(msg)
@@ -167,15 +174,16 @@ _PRODUCER_KEYS = ("linger.ms", "batch.size", "compression.type", "queue.bufferin
                   "delivery.timeout.ms", "retries", "max.in.flight", "batch.num.messages", "error_cb")
 
 
-def _cursor_of(value: bytes, topic: str) -> str:
+def _checkpoint_of(value: bytes, topic: str) -> Checkpoint:
     try:
-        cursor = orjson.loads(value)["cursor"]
-    except (orjson.JSONDecodeError, TypeError, KeyError):
-        cursor = None
-    if not isinstance(cursor, str):
+        doc = orjson.loads(value)
+        cursor, origin = doc["cursor"], doc.get("origin")
+    except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
+        cursor = origin = None
+    if not isinstance(cursor, str) or not isinstance(origin, (str, type(None))):
         msg = f"checkpoint topic {topic!r} holds a record that is not a checkpoint: {value[:200]!r}"
         raise CheckpointError(msg)
-    return cursor
+    return Checkpoint(cursor, origin)
 
 
 def _producer_only(key: str) -> bool:

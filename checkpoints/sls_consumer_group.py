@@ -6,8 +6,9 @@ from typing import Any
 
 from aliyun.log import LogException
 
-from checkpoints.base import CheckpointKey
+from checkpoints.base import Checkpoint, CheckpointKey, merge
 from processor.errors import CheckpointError
+from processor.retry import name_resolution_error
 
 
 class SlsConsumerGroupStore:
@@ -26,7 +27,7 @@ class SlsConsumerGroupStore:
     def group_name(self, key: CheckpointKey) -> str:
         return f"{self.group}-{key.scope}" if key.scope else self.group
 
-    def load(self, key: CheckpointKey) -> str | None:
+    def load(self, key: CheckpointKey) -> Checkpoint | None:
         group = self.group_name(key)
         try:
             resp = self.client.get_check_point(key.project, key.logstore, group, key.shard)
@@ -36,16 +37,27 @@ class SlsConsumerGroupStore:
             raise self._error("read", key, exc) from exc
         for entry in resp.get_consumer_group_check_points() or []:
             if int(entry.get("shard", -1)) == key.shard and entry.get("checkpoint"):
-                return str(entry["checkpoint"])
+                return Checkpoint(str(entry["checkpoint"]))
         return None
 
-    def save(self, key: CheckpointKey, cursor: str) -> None:
+    def save(self, key: CheckpointKey, checkpoint: Checkpoint) -> Checkpoint:
+        """Compare, then write: a slower instance's older cursor never overwrites a newer one.
+
+        SLS has no compare-and-set, so two saves racing within one round trip can still both write; the
+        trigger runs one invocation per shard at a time, so that takes a retry overlapping a slow instance.
+        """
         group = self.group_name(key)
         self._ensure_group(key, group)
+        current = self.load(key)
+        merged = merge(current, Checkpoint(checkpoint.cursor))
+        if merged == current:
+            return merged
         try:
-            self.client.update_check_point(key.project, key.logstore, group, key.shard, cursor, force_success=True)
+            self.client.update_check_point(key.project, key.logstore, group, key.shard, merged.cursor,
+                                           force_success=True)
         except LogException as exc:
             raise self._error("write", key, exc) from exc
+        return merged
 
     def _ensure_group(self, key: CheckpointKey, group: str) -> None:
         ident = (key.project, key.logstore, group)
@@ -59,6 +71,8 @@ class SlsConsumerGroupStore:
         self._known_groups.add(ident)
 
     def _error(self, what: str, key: CheckpointKey, exc: LogException) -> CheckpointError:
+        if (unresolved := name_resolution_error(exc, f"to {what} checkpoint {key}")) is not None:
+            return CheckpointError(str(unresolved))
         msg = (f"cannot {what} checkpoint {key} in consumer group {self.group_name(key)!r}: "
                f"{exc.get_error_code()} {exc.get_error_message()} (the role needs log:UpdateCheckPoint, "
                "log:GetCheckPoint, log:CreateConsumerGroup)")

@@ -42,7 +42,7 @@ from processor.errors import CheckpointError, ConfigError
 from processor.event import TriggerEvent, cursor_position
 from processor.pipeline import Summary
 from processor.poller import StopFlag, invocation_retrying
-from processor.retry import RetryStats, sls_retrying
+from processor.retry import DeadlineLogClient, RetryStats, sls_retrying
 from processor.runtime import Runtime
 from processor.shards import Logstore, Position, ShardInfo, cursor_from_position
 from processor.source import Gap, ShardRangeSource
@@ -310,9 +310,10 @@ class DryRunInvoker:
         def on_gap(gap: Gap) -> None:
             s.gaps.append(gap.as_dict())
 
-        source = ShardRangeSource(self.runtime.sls_client(ev.endpoint, self.credentials), ev.project, ev.logstore,
-                                  ev.shard, ev.begin_cursor, ev.end_cursor, settings.source,
-                                  sls_retrying(self.runtime.deadline(None), stats), on_gap)
+        deadline = self.runtime.deadline(None)
+        client = DeadlineLogClient(self.runtime.sls_client(ev.endpoint, self.credentials), deadline)
+        source = ShardRangeSource(client, ev.project, ev.logstore, ev.shard, ev.begin_cursor, ev.end_cursor,
+                                  settings.source, sls_retrying(deadline, stats), on_gap, deadline)
         for batch in source:
             lines = []
             for group in batch.groups:

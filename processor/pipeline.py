@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from checkpoints.base import CheckpointKey, CheckpointStore
+from checkpoints.base import Checkpoint, CheckpointKey, CheckpointStore
 from processor.dead_letter import Provenance, dead_letter_value
 from processor.deadline import Deadline
 from processor.errors import BudgetExceededError, SinkError
@@ -73,25 +73,33 @@ class _InFlight:
     dead_letters: int
 
 
-def resume_point(event: TriggerEvent, saved: str | None, shared_store: bool = False) -> tuple[str, str]:
-    """Where to start given a saved cursor: ('begin'|'resume'|'catch-up'|'done', cursor).
+def resume_point(event: TriggerEvent, saved: Checkpoint | None) -> tuple[str, str]:
+    """Where a run over `event`'s range starts, given the stored checkpoint: (state, cursor).
 
-    A checkpoint *before* the range means [checkpoint, begin) was never confirmed: an earlier invocation
-    failed and the trigger moved on. With a shared store (SLS consumer group, Kafka) the checkpoint is the
-    truth for every instance, so the run starts there ('catch-up') rather than leave that stretch behind.
-    A file store on FC is per instance and may simply be stale, so there the range starts at its begin.
+    - 'first': nothing stored; the range's begin is recorded as the shard's origin before anything is read, so
+      that a later range finds this one's stretch behind it if this run fails;
+    - 'done': the stored stretch proves the whole range delivered;
+    - 'resume': the checkpoint lies inside the range;
+    - 'catch-up': the checkpoint lies before the range: [checkpoint, begin) was never confirmed (an earlier
+      invocation failed and the trigger moved on), so the run starts there rather than jump over it;
+    - 'unproven': the stored stretch starts after the range's begin (another range was recorded first, or
+      a per-instance file store never saw this one), so nothing proves the range delivered: it is delivered
+      from its begin, and its stretch joins the stored one when they meet;
+    - 'begin': the checkpoint is exactly the range's begin.
     """
+    begin, end = event.begin_cursor, event.end_cursor
     if saved is None:
-        return "begin", event.begin_cursor
-    pos = cursor_position(saved, "checkpoint")
-    begin, end = cursor_position(event.begin_cursor), cursor_position(event.end_cursor)
-    if pos >= end:
-        return "done", saved
-    if pos > begin:
-        return "resume", saved
-    if pos < begin and shared_store:
-        return "catch-up", saved
-    return "begin", event.begin_cursor
+        return "first", begin
+    if saved.origin is not None and cursor_position(saved.origin, "checkpoint origin") > cursor_position(begin):
+        return "unproven", begin
+    if saved.covers(begin, end):
+        return "done", saved.cursor
+    pos = cursor_position(saved.cursor, "checkpoint")
+    if pos > cursor_position(begin):
+        return "resume", saved.cursor
+    if pos < cursor_position(begin):
+        return "catch-up", saved.cursor
+    return "begin", begin
 
 
 class RangePipeline:
@@ -99,7 +107,7 @@ class RangePipeline:
 
     def __init__(self, event: TriggerEvent, client: SlsClient, projector: Projector, sink: Sink,
                  store: CheckpointStore, key: CheckpointKey, topic: str, dlq_topic: str, settings_source: Any,
-                 retrying: Any, stats: RetryStats, deadline: Deadline, shared_store: bool = False) -> None:
+                 retrying: Any, stats: RetryStats, deadline: Deadline) -> None:
         self.event = event
         self.client = client
         self.projector = projector
@@ -112,7 +120,8 @@ class RangePipeline:
         self.retrying = retrying
         self.stats = stats
         self.deadline = deadline
-        self.shared_store = shared_store
+        # Where the stretch this run extends begins; every checkpoint it saves carries it.
+        self.origin: str | None = None
         self.summary = Summary(event.project, event.logstore, event.shard, event.begin_cursor, event.end_cursor)
 
     def start(self) -> str | None:
@@ -120,18 +129,32 @@ class RangePipeline:
         ev, s = self.event, self.summary
         if ev.cursor_time is not None:
             s.lag_seconds = round(time.time() - ev.cursor_time, 3)
-        state, start = resume_point(ev, self.store.load(self.key), self.shared_store)
+        saved = self.store.load(self.key)
+        state, start = resume_point(ev, saved)
         s.start_cursor = s.cursor_reached = start
         s.resumed_from_checkpoint = state in ("resume", "catch-up")
+        self.origin = ev.begin_cursor if saved is None or state == "unproven" else saved.origin
+        if state == "first":
+            self.record_origin(Checkpoint(start, start))
         if state == "catch-up":
             log.warning("checkpoint %s of %s lies before the range [%s, %s): an earlier range was not confirmed; "
                         "delivering from the checkpoint", start, self.key, ev.begin_cursor, ev.end_cursor)
+        if state == "unproven":
+            log.warning("checkpoint of %s proves delivery only from %s on, after the range's begin %s; delivering "
+                        "the range from its begin", self.key, saved and saved.origin, ev.begin_cursor)
         if state == "done":
             s.already_delivered = True
             s.cursor_reached = ev.end_cursor
             log.info("range of %s already delivered (checkpoint %s); nothing to do", self.key, start)
             return None
         return start
+
+    def record_origin(self, checkpoint: Checkpoint) -> None:
+        """Record a shard's first range before reading it (its own transaction in exactly-once mode)."""
+        self.save(checkpoint.cursor)
+
+    def save(self, cursor: str) -> None:
+        self.store.save(self.key, Checkpoint(cursor, self.origin))
 
     def run(self) -> Summary:
         started = time.monotonic()
@@ -141,7 +164,7 @@ class RangePipeline:
             return self._finish(started)
         self.sink.set_deadline(self.deadline)
         source = ShardRangeSource(self.client, ev.project, ev.logstore, ev.shard, start, ev.end_cursor,
-                                  self.source_config, self.retrying, self._on_gap)
+                                  self.source_config, self.retrying, self._on_gap, self.deadline)
         in_flight: deque[_InFlight] = deque()
         pages = iter(source)
         try:
@@ -155,15 +178,21 @@ class RangePipeline:
                     raise BudgetExceededError(msg)
             while in_flight:
                 self._settle(in_flight, block=True)
-        except BaseException:
-            self.sink.abandon()
+        except BaseException as exc:
+            try:
+                if isinstance(exc, BudgetExceededError):
+                    # What Kafka confirmed while the next page was awaited is progress the retry need not repeat.
+                    self.sink.poll()
+                    self._settle(in_flight, block=False)
+            finally:
+                self.sink.abandon()
             raise
         finally:
             pages.close()  # stops the prefetch thread now, not when the traceback is collected
         if s.gaps and s.cursor_reached != ev.end_cursor:
             # The rest of the range expired too (policy 'end' or all of it gone): the range is done.
             s.cursor_reached = ev.end_cursor
-            self.store.save(self.key, ev.end_cursor)
+            self.save(ev.end_cursor)
         return self._finish(started)
 
     def _finish(self, started: float) -> Summary:
@@ -221,7 +250,7 @@ class RangePipeline:
             in_flight.popleft()
             self.summary.produced += head.records
             self.summary.dead_lettered += head.dead_letters
-            self.store.save(self.key, head.batch.next_cursor)
+            self.save(head.batch.next_cursor)
             self.summary.cursor_reached = head.batch.next_cursor
             block = False
 

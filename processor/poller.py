@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_any, wait_exponential_jitter
 
-from checkpoints.base import CheckpointKey, CheckpointStore
+from checkpoints.base import Checkpoint, CheckpointKey, CheckpointStore
 from checkpoints.file import FileCheckpointStore
 from processor.credentials import Credentials
 from processor.errors import ConfigError, EventError, ProcessorError
@@ -164,7 +164,7 @@ class TriggerRunner:
         started = time.monotonic()
         stats = RoundStats()
         shards = [s for s in self.logstore.shards() if s.shard not in self._drained]
-        progress = {s.shard: self.store.load(self._key(s.shard)) for s in shards}
+        progress = {s.shard: self._progress(s.shard) for s in shards}
         # --start applies only when the runner has never run on this logstore; shards that appear later
         # (split/merge children, or shards added while it was down) are read from their beginning.
         start = self.config.start if first_round and all(p is None for p in progress.values()) else BEGIN
@@ -172,7 +172,7 @@ class TriggerRunner:
         for shard in shards:
             if progress[shard.shard] is None:
                 progress[shard.shard] = self.logstore.resolve(shard.shard, start, "--start")
-                self.store.save(self._key(shard.shard), progress[shard.shard])
+                self.store.save(self._key(shard.shard), Checkpoint(progress[shard.shard]))
         for shard in shards:
             if self.stop.is_set():
                 break
@@ -185,6 +185,10 @@ class TriggerRunner:
                  stats.failed, stats.records, stats.produced, stats.dead_lettered, stats.seconds, rate,
                  stats.max_lag_seconds)
         return stats
+
+    def _progress(self, shard: int) -> str | None:
+        saved = self.store.load(self._key(shard))
+        return None if saved is None else saved.cursor
 
     def _key(self, shard: int) -> CheckpointKey:
         return CheckpointKey(self.config.project, self.config.logstore, shard, TRIGGER_SCOPE)
@@ -201,7 +205,7 @@ class TriggerRunner:
                 stats.failed += 1
                 log.error("%s", exc)
                 return
-            self.store.save(self._key(shard.shard), window_end)
+            self.store.save(self._key(shard.shard), Checkpoint(window_end))
             progress = window_end
         if shard.readonly and cursor_position(progress) >= cursor_position(end):
             log.info("shard %d is readonly and drained; no longer polled", shard.shard)

@@ -1,4 +1,4 @@
-"""Retry policy for SLS calls, kept out of the code that makes them (tenacity)."""
+"""Retry policy for SLS calls, kept out of the code that makes them (tenacity), and the time bound of each call."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from aliyun.log import LogException
+from aliyun.log import LogClient, LogException
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
 
 from processor.deadline import Deadline
@@ -68,3 +69,53 @@ def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, LogException):
         return f"{exc.get_error_code()} (HTTP {exc.resp_status}): {exc.get_error_message()}"
     return repr(exc)
+
+
+# `LogClient._send` sleeps this long before each of its own retries (5xx, RequestTimeout, connection-pool errors
+# such as a read timeout), up to 10 tries: 10 x (timeout + 1 s) for one call when SLS hangs.
+SDK_RETRY_PAUSE_SECONDS = 1.0
+# No request is sent with less time than this left: it could not get an answer anyway.
+MIN_REQUEST_SECONDS = 0.05
+
+
+class DeadlineLogClient(LogClient):
+    """A view of `client` whose every HTTP request, the SDK's own retries included, ends by `deadline`.
+
+    The SDK reads `_timeout` for each request it sends, so here it is the time left, capped at the client's
+    own timeout. A request that would start with no time left, or a failure the SDK would retry only after the
+    deadline, raises `BudgetExceededError`: it is no `LogException`, so neither the SDK nor `sls_retrying`
+    retries it. The view shares the client's endpoint, signer and keep-alive session (LogClient's constructor
+    would resolve the endpoint and open new connections).
+    """
+
+    def __init__(self, client: LogClient, deadline: Deadline) -> None:
+        state = dict(vars(client))
+        self.max_request_seconds: float = state.pop("_timeout")
+        vars(self).update(state)
+        self.deadline = deadline
+
+    @property
+    def _timeout(self) -> float:
+        return max(min(self.max_request_seconds, self.deadline.remaining()), MIN_REQUEST_SECONDS)
+
+    @_timeout.setter
+    def _timeout(self, value: float) -> None:
+        self.max_request_seconds = value
+
+    def _getHttpResponse(self, method: str, url: str, params: Any, body: Any,
+                         headers: Any) -> tuple[int, bytes, Any]:
+        what = f"SLS {method} {url.split('?', maxsplit=1)[0]}"
+        if self.deadline.remaining() < MIN_REQUEST_SECONDS:
+            msg = f"time budget spent before {what} could be sent"
+            raise BudgetExceededError(msg)
+        try:
+            status, content, resp_headers = super()._getHttpResponse(method, url, params, body, headers)
+        except LogException as exc:
+            if self.deadline.remaining() < SDK_RETRY_PAUSE_SECONDS:
+                msg = f"{what} got no answer within the time budget: {exc.get_error_message()}"
+                raise BudgetExceededError(msg) from exc
+            raise
+        if status >= 500 and self.deadline.remaining() < SDK_RETRY_PAUSE_SECONDS:
+            msg = f"{what} answered HTTP {status} with no time left in the budget to try again"
+            raise BudgetExceededError(msg)
+        return status, content, resp_headers

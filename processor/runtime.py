@@ -16,11 +16,12 @@ from checkpoints.sls_consumer_group import SlsConsumerGroupStore
 from processor.config import Settings, budget_margin
 from processor.credentials import Credentials
 from processor.deadline import Deadline
+from processor.endpoint import check_endpoint
 from processor.errors import ProcessorError
 from processor.event import TriggerEvent
 from processor.pipeline import RangePipeline, Summary
 from processor.projection import Projector
-from processor.retry import RetryStats, sls_retrying
+from processor.retry import DeadlineLogClient, RetryStats, sls_retrying
 from processor.sink import KafkaSink, TransactionalKafkaSink
 from processor.transactional import ExactlyOncePipeline
 
@@ -77,7 +78,8 @@ class Runtime:
         ident = (endpoint, creds.access_key_id, creds.access_key_secret, creds.security_token or "")
         if self._client is None or self._client[0] != ident:
             client = LogClient(endpoint, creds.access_key_id, creds.access_key_secret, creds.security_token)
-            # The SDK waits up to 120 s per request; a hung pull must not eat the invocation's whole budget.
+            # The SDK waits up to 120 s per request; an invocation's requests are bounded by its deadline too
+            # (`DeadlineLogClient`), this caps each one where no deadline applies.
             client.timeout = SLS_REQUEST_TIMEOUT_SECONDS
             self._client = (ident, client)
         return self._client[1]
@@ -135,15 +137,18 @@ class Runtime:
         if not scope and "topic" in event.parameter:
             # Triggers on one logstore that feed different topics must not share (and skip by) one checkpoint.
             scope = f"topic-{settings.kafka.topic}"
-        client = self.sls_client(event.endpoint, creds)
+        # Before the SDK's own retries: a host that does not resolve fails now, named, with what to set.
+        check_endpoint(event.endpoint, event.project)
+        shared_client = self.sls_client(event.endpoint, creds)
         stats = RetryStats()
         deadline = self.deadline(timeout_seconds)
+        # Every SLS request of the invocation, the SDK's own retries included, ends by its deadline.
+        client = DeadlineLogClient(shared_client, deadline)
         key = CheckpointKey(event.project, event.logstore, event.shard, scope)
         args = (event, client, self.projector(settings))
-        rest = dict(store=self.checkpoint_store(client), key=key, topic=settings.kafka.topic,
+        rest = dict(store=self.checkpoint_store(shared_client), key=key, topic=settings.kafka.topic,
                     dlq_topic=settings.kafka.dlq_topic, settings_source=settings.source,
-                    retrying=sls_retrying(deadline, stats), stats=stats, deadline=deadline,
-                    shared_store=self.settings.checkpoint.store != "file")
+                    retrying=sls_retrying(deadline, stats), stats=stats, deadline=deadline)
         pipeline: RangePipeline
         if settings.kafka.delivery_mode == "exactly-once":
             pipeline = ExactlyOncePipeline(*args, sink=self.transactional_sink(key),

@@ -7,18 +7,17 @@ Every call goes through one small retry policy (transient SLS errors only); anyt
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from aliyun.log import LogException
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
 
-from processor.errors import ConfigError, SourceError
+from processor.deadline import Deadline
+from processor.errors import BudgetExceededError, ConfigError, SourceError
 from processor.event import cursor_position
-from processor.retry import is_retriable_sls_error
-
-T = TypeVar("T")
+from processor.retry import DeadlineLogClient, is_retriable_sls_error
 
 
 def cursor_from_position(position: int) -> str:
@@ -76,19 +75,29 @@ def select_shards(shards: Sequence[ShardInfo], wanted: Sequence[int] | None) -> 
 
 
 class Logstore:
-    """Metadata calls against one logstore."""
+    """Metadata calls against one logstore; each, retries included, ends within `budget_seconds`."""
 
     def __init__(self, client: Any, project: str, logstore: str, budget_seconds: float = 60.0) -> None:
         self.client = client
         self.project = project
         self.logstore = logstore
-        self._retrying = Retrying(retry=retry_if_exception(is_retriable_sls_error),
-                                  wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
-                                  stop=stop_after_delay(budget_seconds), reraise=True)
+        self.budget_seconds = budget_seconds
 
-    def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+    def _call(self, what: str, method: str, *args: Any) -> Any:
+        deadline = Deadline.after(self.budget_seconds)
+
+        def out_of_time(state: RetryCallState) -> bool:
+            return deadline.remaining() <= state.upcoming_sleep
+
+        retrying = Retrying(retry=retry_if_exception(is_retriable_sls_error),
+                            wait=wait_exponential_jitter(multiplier=0.2, max=5.0), stop=out_of_time, reraise=True)
+        # The SDK's own retries of a hung request would take 10 x (its timeout + 1 s): bound every request.
+        client = DeadlineLogClient(self.client, deadline)
         try:
-            return self._retrying(fn, *args)
+            return retrying(getattr(client, method), *args)
+        except BudgetExceededError as exc:
+            msg = f"SLS {what} for {self.project}/{self.logstore} got no answer within {self.budget_seconds:g}s: {exc}"
+            raise SourceError(msg) from exc
         except LogException as exc:
             msg = (f"SLS {exc.get_error_code()} on {what} for {self.project}/{self.logstore}: "
                    f"{exc.get_error_message()}")
@@ -96,18 +105,18 @@ class Logstore:
 
     def shards(self) -> list[ShardInfo]:
         """Every shard, readonly parents included, in id order."""
-        resp = self._call("ListShards", self.client.list_shards, self.project, self.logstore)
+        resp = self._call("ListShards", "list_shards", self.project, self.logstore)
         infos = [ShardInfo(int(s["shardID"]), str(s.get("status", "readwrite"))) for s in resp.get_shards_info()]
         return sorted(infos, key=lambda s: s.shard)
 
     def cursor(self, shard: int, at: str | int) -> str:
         """GetCursor: `at` is "begin", "end" or unix seconds (the first log group received at or after it)."""
-        resp = self._call("GetCursor", self.client.get_cursor, self.project, self.logstore, shard, at)
+        resp = self._call("GetCursor", "get_cursor", self.project, self.logstore, shard, at)
         return str(resp.get_cursor()).strip()
 
     def group_time(self, shard: int, cursor: str) -> int:
         """Receive time (unix seconds) of the log group at `cursor`."""
-        resp = self._call("GetCursorTime", self.client.get_cursor_time, self.project, self.logstore, shard, cursor)
+        resp = self._call("GetCursorTime", "get_cursor_time", self.project, self.logstore, shard, cursor)
         return int(resp.get_cursor_time())
 
     def last_time_before(self, shard: int, cursor: str) -> int:

@@ -13,7 +13,8 @@ from aliyun.log import LogException
 from tenacity import Retrying
 
 from processor.config import SourceConfig
-from processor.errors import CursorExpiredError, SourceError
+from processor.deadline import Deadline
+from processor.errors import BudgetExceededError, CursorExpiredError, SourceError
 from processor.event import cursor_position
 
 log = logging.getLogger(__name__)
@@ -98,11 +99,13 @@ class ShardRangeSource:
 
     SLS errors are handled by kind: transient ones (5xx, throttling, dropped connections) are retried by the
     `retrying` policy; auth, not-found and parameter errors raise `SourceError` at once; an expired cursor
-    follows `config.invalid_cursor_policy` and is reported through `on_gap`, never skipped silently.
+    follows `config.invalid_cursor_policy` and is reported through `on_gap`, never skipped silently. Waiting
+    for a page ends at `deadline` (the client's requests should end by it too: `retry.DeadlineLogClient`).
     """
 
     def __init__(self, client: SlsClient, project: str, logstore: str, shard: int, start: str, end: str,
-                 config: SourceConfig, retrying: Retrying, on_gap: Callable[[Gap], None]) -> None:
+                 config: SourceConfig, retrying: Retrying, on_gap: Callable[[Gap], None],
+                 deadline: Deadline) -> None:
         self.client = client
         self.project = project
         self.logstore = logstore
@@ -112,6 +115,7 @@ class ShardRangeSource:
         self.config = config
         self.retrying = retrying
         self.on_gap = on_gap
+        self.deadline = deadline
         if config.compression == "none":
             self._compress: dict[str, Any] = {"compress": False}
         else:
@@ -119,7 +123,7 @@ class ShardRangeSource:
 
     def __iter__(self) -> Generator[Batch, None, None]:
         """The pages of the range; the next one is pulled (and parsed) in a thread while the caller works."""
-        return _prefetch(self.pages(), f"sls-pull-{self.project}/{self.logstore}/{self.shard}")
+        return _prefetch(self.pages(), f"{self.project}/{self.logstore} shard {self.shard}", self.deadline)
 
     def pages(self) -> Iterator[Batch]:
         """The pages of the range, each pulled when asked for, in the calling thread."""
@@ -211,11 +215,11 @@ def page_count(limit: int, groups: int, raw_size: int, current: int) -> int:
 _END = object()
 
 
-def _prefetch(pages: Iterator[Batch], name: str) -> Generator[Batch, None, None]:
+def _prefetch(pages: Iterator[Batch], name: str, deadline: Deadline) -> Generator[Batch, None, None]:
     """Run `pages` in a daemon thread, PREFETCH_PAGES ahead; its errors are raised here, in order.
 
-    When the caller stops early (failure, time budget), the thread stops after the pull it is in; it is not
-    waited for, so a pull stuck in SLS retries cannot hold the invocation.
+    Waiting for a page ends at `deadline` with `BudgetExceededError`, whatever the thread is stuck in. When the
+    caller stops early (failure, time budget), the thread stops after the pull it is in; it is not waited for.
     """
     handoff: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH_PAGES)
     stop = threading.Event()
@@ -239,10 +243,14 @@ def _prefetch(pages: Iterator[Batch], name: str) -> Generator[Batch, None, None]
             return
         put(_END)
 
-    threading.Thread(target=pull_ahead, name=name, daemon=True).start()
+    threading.Thread(target=pull_ahead, name=f"sls-pull {name}", daemon=True).start()
     try:
         while True:
-            item = handoff.get()
+            try:
+                item = handoff.get(timeout=deadline.remaining())
+            except queue.Empty:
+                msg = f"time budget spent waiting for SLS to return the next page of {name}"
+                raise BudgetExceededError(msg) from None
             if item is _END:
                 return
             if isinstance(item, _Failed):

@@ -16,6 +16,7 @@ import time
 from contextlib import closing
 from typing import Any
 
+from checkpoints.base import Checkpoint
 from checkpoints.kafka_txn import KafkaCheckpointStore
 from processor.errors import BudgetExceededError, FatalSinkError, SinkError
 from processor.pipeline import RangePipeline, Summary, _InFlight
@@ -91,7 +92,7 @@ class ExactlyOncePipeline(RangePipeline):
     def _run_from(self, cursor: str) -> None:
         ev = self.event
         source = ShardRangeSource(self.client, ev.project, ev.logstore, ev.shard, cursor, ev.end_cursor,
-                                  self.source_config, self.retrying, self._on_gap)
+                                  self.source_config, self.retrying, self._on_gap, self.deadline)
         batches: list[_InFlight] = []
         records = 0
         with closing(iter(source)) as pages:
@@ -120,8 +121,13 @@ class ExactlyOncePipeline(RangePipeline):
                 self.sink.begin()
             self._commit(batches, final)
 
+    def record_origin(self, checkpoint: Checkpoint) -> None:
+        self.sink.begin()
+        self.store.save(self.key, checkpoint)
+        self.sink.commit(self.deadline)
+
     def _commit(self, batches: list[_InFlight], cursor: str) -> None:
-        self.store.save(self.key, cursor)
+        self.save(cursor)
         # A commit that returns means every record of the transaction was delivered.
         self.sink.commit(self.deadline)
         for entry in batches:

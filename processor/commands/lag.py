@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for shard in select_shards(logstore.shards(), args.shards):
         saved = store.load(CheckpointKey(access.project, access.logstore, shard.shard, args.scope))
-        rows.append(shard_lag(logstore, shard, saved))
+        rows.append(shard_lag(logstore, shard, None if saved is None else saved.cursor))
     if args.json:
         sys.stdout.write(orjson.dumps({"scope": args.scope, "shards": rows}, option=orjson.OPT_INDENT_2).decode())
         sys.stdout.write("\n")

@@ -452,7 +452,7 @@ def test_soak_at_least_once_under_faults_loses_nothing_and_reports_duplicates(
     got = Counter(r.value for r in records)
     lost, duplicated, foreign = compare(outcome.expected, got)
     store = FileCheckpointStore(ckpt_dir)
-    checkpoints = {s: store.load(CheckpointKey(sls_project, LOGSTORE, s)) for s in range(SHARDS)}
+    checkpoints = {s: store.load(CheckpointKey(sls_project, LOGSTORE, s)).cursor for s in range(SHARDS)}
     report("SOAK at-least-once", plan, outcome, storm, [
         f"source {plan.records:,}; read back {len(records):,} ({len(got):,} distinct): lost {lost}, "
         f"duplicated {duplicated}, foreign {foreign}",
