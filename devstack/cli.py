@@ -111,9 +111,21 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def _print_access(services: dict[str, stack.Service]) -> None:
-    if kafka := services.get(stack.KAFKA):
-        print(f"\nKafka bootstrap.servers: 127.0.0.1:{kafka.port}")
+    lines = access_lines(services)
+    if lines:
+        print("\n" + "\n".join(lines))
+
+
+def access_lines(services: dict[str, stack.Service]) -> list[str]:
+    """What to export to use the running services: the emulator is an HTTP proxy for any endpoint name.
+
+    Its address is no endpoint: the SDK puts the project in front of the endpoint's host (`demo.127.0.0.1`).
+    """
+    lines = []
     if sls := services.get(stack.SLS):
-        url = f"http://127.0.0.1:{sls.port}"
-        print(f"SLS endpoint:            {url}")
-        print(f"  or any endpoint name, e.g. {EXAMPLE_ENDPOINT}, with HTTP_PROXY={url}")
+        lines += [f"# SLS emulator on 127.0.0.1:{sls.port}, reached as an HTTP proxy under any endpoint name:",
+                  f"export HTTP_PROXY=http://127.0.0.1:{sls.port}",
+                  f"export SLS_ENDPOINT={EXAMPLE_ENDPOINT}"]
+    if kafka := services.get(stack.KAFKA):
+        lines += [f"export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{kafka.port}"]
+    return lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ from aliyun.log import LogClient, LogException
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
 
 from processor.deadline import Deadline
-from processor.errors import BudgetExceededError
+from processor.endpoint import unresolved_message
+from processor.errors import BudgetExceededError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +26,41 @@ RETRIABLE_CODES = frozenset({
 
 
 def is_retriable_sls_error(exc: BaseException) -> bool:
-    if not isinstance(exc, LogException):
+    if not isinstance(exc, LogException) or unresolved_host(exc) is not None:
         return False
     return exc.get_error_code() in RETRIABLE_CODES or exc.resp_status >= 500
+
+
+# The SDK wraps requests' error text in a LogRequestError; urllib3 2 names the host it failed to resolve.
+_FAILED_TO_RESOLVE = re.compile(r"Failed to resolve '([^']+)'")
+_RESOLVER_ERRORS = re.compile(r"Name or service not known|nodename nor servname|getaddrinfo failed|"
+                              r"Temporary failure in name resolution|No address associated with hostname")
+_POOL_HOST = re.compile(r"host='([^']+)'")
+
+
+def unresolved_host(exc: BaseException) -> str | None:
+    """The host name an SLS request failed to resolve, or None for any other failure.
+
+    A name that does not resolve now will not on the next try either: retrying it only spends the budget.
+    """
+    if not isinstance(exc, LogException) or exc.get_error_code() != "LogRequestError":
+        return None
+    text = exc.get_error_message()
+    if match := _FAILED_TO_RESOLVE.search(text):
+        return match[1]
+    if _RESOLVER_ERRORS.search(text):
+        return match[1] if (match := _POOL_HOST.search(text)) else "?"
+    return None
+
+
+def name_resolution_error(exc: BaseException, doing: str) -> SourceError | None:
+    """A SourceError naming the host that did not resolve while `doing`, and what to check; else None."""
+    host = unresolved_host(exc)
+    if host is None:
+        return None
+    if "ProxyError" in str(exc):
+        return SourceError(f"cannot resolve the proxy host {host!r} {doing}: check HTTP_PROXY / HTTPS_PROXY")
+    return SourceError(f"{unresolved_message(host)} ({doing})")
 
 
 @dataclass

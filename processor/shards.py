@@ -17,7 +17,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponent
 from processor.deadline import Deadline
 from processor.errors import BudgetExceededError, ConfigError, SourceError
 from processor.event import cursor_position
-from processor.retry import DeadlineLogClient, is_retriable_sls_error
+from processor.retry import DeadlineLogClient, is_retriable_sls_error, name_resolution_error
 
 
 def cursor_from_position(position: int) -> str:
@@ -101,7 +101,8 @@ class Logstore:
         except LogException as exc:
             msg = (f"SLS {exc.get_error_code()} on {what} for {self.project}/{self.logstore}: "
                    f"{exc.get_error_message()}")
-            raise SourceError(msg) from exc
+            doing = f"on {what} for {self.project}/{self.logstore}"
+            raise name_resolution_error(exc, doing) or SourceError(msg) from exc
 
     def shards(self) -> list[ShardInfo]:
         """Every shard, readonly parents included, in id order."""

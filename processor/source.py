@@ -16,6 +16,7 @@ from processor.config import SourceConfig
 from processor.deadline import Deadline
 from processor.errors import BudgetExceededError, CursorExpiredError, SourceError
 from processor.event import cursor_position
+from processor.retry import name_resolution_error
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,9 @@ class ShardRangeSource:
             cursor = moved
 
     def _error(self, exc: LogException) -> SourceError:
+        doing = f"reading {self.project}/{self.logstore} shard {self.shard}"
+        if (unresolved := name_resolution_error(exc, doing)) is not None:
+            return unresolved
         code = exc.get_error_code()
         hint = _FATAL_HINTS.get(code, "not retriable")
         msg = (f"SLS {code} (HTTP {exc.resp_status}) reading {self.project}/{self.logstore} shard {self.shard}: "

@@ -21,6 +21,7 @@ from aliyun.log import LogClient
 
 from processor.config import Settings, json_object
 from processor.credentials import Credentials, resolve_credentials
+from processor.endpoint import check_endpoint
 from processor.errors import ConfigError, EventError
 from processor.event import cursor_position
 from processor.poller import StopFlag
@@ -82,12 +83,14 @@ class LogstoreAccess:
 
 
 def access_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> LogstoreAccess:
-    """Apply --sls-proxy and read the credentials, failing before anything is contacted."""
+    """Apply --sls-proxy, read the credentials and check the endpoint resolves, before SLS is contacted."""
     env = os.environ if env is None else env
     if args.sls_proxy:
         # requests reads the proxy from the environment on every call; lowercase wins when both are set.
         os.environ["HTTP_PROXY"] = os.environ["http_proxy"] = args.sls_proxy
-    return LogstoreAccess(args.endpoint, args.project, args.logstore, resolve_credentials(None, env))
+    access = LogstoreAccess(args.endpoint, args.project, args.logstore, resolve_credentials(None, env))
+    check_endpoint(access.endpoint, access.project)
+    return access
 
 
 def int_in_range(lo: int, hi: int) -> Callable[[str], int]:
@@ -198,6 +201,11 @@ def settings_without_kafka(env: Mapping[str, str] | None = None) -> Settings:
             if not any(env.get(n) for n in (name, *BY_NAME[name].aliases)):
                 env[name] = placeholder
     return Settings.from_env(env)
+
+
+def apply_log_level(settings: Settings, verbose: bool) -> None:
+    """LOG_LEVEL, as the function applies it (processor.handler.initialize); -v still means debug."""
+    logging.getLogger().setLevel(logging.DEBUG if verbose else settings.runtime.log_level)
 
 
 @contextlib.contextmanager
