@@ -27,6 +27,7 @@ from processor.commands.common import (
     EnvDefault,
     access_from_args,
     add_logstore_options,
+    apply_log_level,
     check_job_id,
     check_order,
     graceful_stop,
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     job_id = check_job_id(args.job_id) if args.job_id else default_job_id(
         access.project, access.logstore, start.text, stop.text, str(args.shards), orjson.dumps(parameter).decode())
     settings = settings_without_kafka() if args.dry_run else Settings.from_env()
+    apply_log_level(settings, args.verbose)
     settings.with_parameter(parameter)
     logstore = access.logstore_api()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,9 +11,12 @@ from typing import Any
 
 import orjson
 
-from processor.errors import EventError
+from processor.errors import ConfigError, EventError
 from processor.event import TriggerEvent
 from processor.handler import handler
+
+# FC's longest function timeout (24 h), as INVOCATION_TIMEOUT_SECONDS allows.
+MAX_TIMEOUT_SECONDS = 86_400
 
 
 def register(sub: Any) -> None:
@@ -36,13 +40,19 @@ def load_event(path: Path) -> bytes:
     return raw
 
 
+def check_timeout(timeout: float | None) -> None:
+    """--timeout must be a real function timeout: the handler would ignore anything else and use the default."""
+    if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT_SECONDS):
+        msg = (f"--timeout {timeout:g}: give the function timeout in seconds, more than 0 and at most "
+               f"{MAX_TIMEOUT_SECONDS}")
+        raise ConfigError(msg)
+
+
 def run(args: argparse.Namespace) -> int:
+    check_timeout(args.timeout)
     raw = load_event(args.event)
     context = SimpleNamespace(function=SimpleNamespace(timeout=args.timeout), credentials=None,
                               request_id="local-invoke")
     summary = handler(raw, context)
     sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
-
-
-

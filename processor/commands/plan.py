@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +49,8 @@ def _positive(kind: type[int] | type[float]) -> Any:
         except ValueError:
             msg = f"{text!r} is not a {'whole ' if kind is int else ''}number"
             raise argparse.ArgumentTypeError(msg) from None
-        if value <= 0:
-            msg = f"{text} must be greater than 0"
+        if not math.isfinite(value) or value <= 0:
+            msg = f"{text} must be a finite number greater than 0"
             raise argparse.ArgumentTypeError(msg)
         return value
     return parse

@@ -10,6 +10,7 @@ from processor.commands.common import (
     EnvDefault,
     access_from_args,
     add_logstore_options,
+    apply_log_level,
     graceful_stop,
     int_in_range,
     parse_parameter,
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
                            max_retry=args.max_retry, start=parse_position(args.start, "--start", allow_cursor=False),
                            parameter=parse_parameter(args.parameter))
     runtime = Runtime.from_env()
+    apply_log_level(runtime.settings, args.verbose)
     runtime.settings.with_parameter(config.parameter)
     stop = threading.Event()
     try:
