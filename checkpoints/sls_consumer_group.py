@@ -49,7 +49,7 @@ class SlsConsumerGroupStore:
         group = self.group_name(key)
         self._ensure_group(key, group)
         current = self.load(key)
-        merged = merge(current, Checkpoint(checkpoint.cursor))
+        merged = Checkpoint(merge(current, checkpoint).cursor)  # a consumer group keeps no origin
         if merged == current:
             return merged
         try:
