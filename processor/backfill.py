@@ -223,7 +223,8 @@ def bind_job(manifests: JobManifests, job: BackfillJob, request: JobRequest,
     """
     recorded = manifests.load(job.project, job.logstore, job.job_id)
     if recorded is not None and recorded.request == request:
-        log.info("backfill job %s: resuming the ranges recorded at its first run (%s)", job.job_id,
+        log.info("backfill job %s: resuming the ranges recorded at its first run (%s); data written since lies "
+                 "outside them: another --job-id covers it", job.job_id,
                  time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(recorded.created_at)))
         return list(recorded.ranges)
     ranges = planned()

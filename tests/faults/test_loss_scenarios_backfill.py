@@ -69,3 +69,27 @@ def test_scenario7_a_job_id_reused_with_a_wider_range_is_refused_naming_both_ran
     assert [(s["events_skipped"], s["events_total"]) for s in summary["shards"]] == [
         (summary["shards"][0]["events_total"],) * 2]
     assert stack.delivered() == Counter(middle)
+
+
+def test_scenario7_shared_store_a_job_started_on_another_machine_is_refused_when_its_range_is_unknown(stack, tmp_path):
+    """Two machines share the job's checkpoints (`sls` store, or Kafka in exactly-once) but not their manifests."""
+    if stack.extra["DELIVERY_MODE"] == "at-least-once":
+        stack.extra["CHECKPOINT_STORE"] = "sls"
+    stack.write(1000, per_group=100)
+    middle = stack.write(1000, per_group=100)
+    c0, c3 = stack.cursors(0)
+    c1 = cursor_from_position(cursor_position(c0) + GROUPS_PER_WRITE)
+    job = ("backfill", "--job-id", "shared", "--shards", "0")
+
+    first = stack.cli(*job, "--from", c1, "--to", c3)
+    assert first.returncode == 0, first.stderr
+    assert stack.delivered() == Counter(middle)
+    written = everything_written_to(stack)
+
+    stack.checkpoints = tmp_path / "another-machine"
+    wider = stack.cli(*job, "--from", c0, "--to", c3)
+
+    assert wider.returncode == 2, f"a job whose range is unknown here must be refused:\n{wider.stdout}"
+    error = wider.stderr.strip().splitlines()[-1]
+    assert "'shared' already has checkpoints (shard(s) 0" in error, error
+    assert everything_written_to(stack) == written, "the refused run produced records"

@@ -14,13 +14,24 @@ from commands_support import checkpoint_files, stack_fixture, stop, wait_for  # 
 from kafka_helpers import read_all
 from pipeline_support import put_groups
 
-from processor.backfill import BackfillJob, LocalInvoker, ShardProgress, ShardRange, run_shard
+from processor.backfill import (
+    BackfillJob,
+    JobManifest,
+    JobManifests,
+    JobRequest,
+    LocalInvoker,
+    ShardProgress,
+    ShardRange,
+    bind_job,
+    run_shard,
+)
 from processor.commands.backfill import ProgressView
 from processor.credentials import Credentials
+from processor.errors import ConfigError
 from processor.event import cursor_position
 from processor.pipeline import MAX_IN_FLIGHT_BATCHES
 from processor.runtime import Runtime
-from processor.shards import cursor_from_position
+from processor.shards import Position, cursor_from_position
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET, pull_range
 
 CREDS = Credentials(SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET)
@@ -67,6 +78,86 @@ def test_progress_view_redraws_one_line_per_shard_on_a_terminal():
     zero = "shard 0 [########------------]  40.0%  40/100 groups  2000 records  1000/s  ETA 0:00:03\x1b[K\n"
     one = "shard 1 [####################] 100.0%  50/50 groups  900 records  600/s  done in 1.5s\x1b[K\n"
     assert out.getvalue() == zero + "\x1b[1F" + zero + one
+
+
+# ------------------------------------------------------------------------------------------ job manifests
+
+JOB = BackfillJob("ep", "p", "l", "job")
+END = Position("end", "end", "end")
+
+
+def cursor_range(shard: int, begin: int, end: int) -> ShardRange:
+    return ShardRange(shard, cursor_from_position(begin), cursor_from_position(end))
+
+
+def request(start: Position, stop: Position = END, shards: list[int] | None = None, **parameter) -> JobRequest:
+    return JobRequest.of(start, stop, shards, parameter)
+
+
+def cursor_at(position: int) -> Position:
+    cursor = cursor_from_position(position)
+    return Position("cursor", cursor, cursor)
+
+
+def no_progress(_ranges) -> list[int]:
+    return []
+
+
+def not_planned() -> list[ShardRange]:
+    raise AssertionError("the job's own request must resume its recorded ranges without planning again")
+
+
+def test_the_same_request_resumes_the_recorded_ranges_even_when_end_has_moved(tmp_path):
+    manifests = JobManifests(tmp_path)
+    first = bind_job(manifests, JOB, request(cursor_at(10)), lambda: [cursor_range(0, 10, 20)], no_progress)
+    assert first == [cursor_range(0, 10, 20)]
+    assert bind_job(manifests, JOB, request(cursor_at(10)), not_planned, no_progress) == first
+
+
+def test_another_request_resolving_to_the_same_ranges_is_the_same_job(tmp_path):
+    manifests = JobManifests(tmp_path)
+    bind_job(manifests, JOB, request(cursor_at(10)), lambda: [cursor_range(0, 10, 20)], no_progress)
+    again = bind_job(manifests, JOB, request(cursor_at(10), cursor_at(20)), lambda: [cursor_range(0, 10, 20)],
+                     no_progress)
+    assert again == [cursor_range(0, 10, 20)]
+
+
+def test_another_range_for_any_shard_is_refused_naming_both_per_shard(tmp_path):
+    manifests = JobManifests(tmp_path)
+    bind_job(manifests, JOB, request(cursor_at(10)), lambda: [cursor_range(0, 10, 20), cursor_range(1, 5, 9)],
+             no_progress)
+    with pytest.raises(ConfigError) as refused:
+        bind_job(manifests, JOB, request(cursor_at(0)), lambda: [cursor_range(0, 10, 20), cursor_range(1, 0, 9),
+                                                                 cursor_range(2, 0, 3)], no_progress)
+    text = str(refused.value)
+    c = cursor_from_position
+    assert f"shard 1: recorded [{c(5)}, {c(9)}), requested [{c(0)}, {c(9)})" in text
+    assert f"shard 2: recorded none, requested [{c(0)}, {c(3)})" in text
+    assert "shard 0" not in text
+    assert f"started with (--from {c(10)} --to end --shards all)" in text
+
+
+def test_another_parameter_is_refused(tmp_path):
+    manifests = JobManifests(tmp_path)
+    bind_job(manifests, JOB, request(cursor_at(10)), lambda: [cursor_range(0, 10, 20)], no_progress)
+    with pytest.raises(ConfigError, match=r'--parameter: recorded \{\}, requested \{"topic":"other"\}'):
+        bind_job(manifests, JOB, request(cursor_at(10), topic="other"), lambda: [cursor_range(0, 10, 20)],
+                 no_progress)
+
+
+def test_a_job_with_checkpoints_but_no_manifest_here_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"'job' already has checkpoints \(shard\(s\) 1 in scope backfill-job\)"):
+        bind_job(JobManifests(tmp_path), JOB, request(cursor_at(0)), lambda: [cursor_range(1, 0, 5)], lambda _r: [1])
+    assert not JobManifests(tmp_path).path("p", "l", "job").exists()
+
+
+def test_of_two_first_runs_racing_on_one_job_id_the_first_recorded_wins(tmp_path):
+    manifests = JobManifests(tmp_path)
+    a = JobManifest("job", "p", "l", request(cursor_at(0)), (cursor_range(0, 0, 5),))
+    b = JobManifest("job", "p", "l", request(cursor_at(3)), (cursor_range(0, 3, 5),))
+    assert manifests.record(a) == a
+    assert manifests.record(b) == a
+    assert [f.name for f in manifests.path("p", "l", "job").parent.iterdir()] == ["job.json"]
 
 
 # ------------------------------------------------------------------------------------ LocalInvoker, in-process
@@ -212,3 +303,19 @@ def test_backfill_process_count_does_not_change_the_result(stack, processes):
     assert result.returncode == 0, result.stderr
     assert summary_of(result)["processes"] == int(processes)
     assert stack.delivered() == Counter(stack.written)
+
+
+@pytest.mark.parametrize("job_id", [(), ("--job-id", "explicit")])
+def test_backfill_to_end_rerun_keeps_the_end_resolved_at_its_first_run(stack, job_id):
+    first_data = stack.write(1000)
+    first = stack.cli("backfill", *job_id)
+    assert first.returncode == 0, first.stderr
+    stack.write(1000)  # moves `end`; a re-run of the same command is the same job, not another range
+    rerun = stack.cli("backfill", *job_id)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = summary_of(rerun)
+    assert (summary["complete"], summary["produced"]) == (True, 0)
+    assert [s["log_groups_total"] for s in summary["shards"]] == [s["log_groups_total"]
+                                                                   for s in summary_of(first)["shards"]]
+    assert "resuming the ranges recorded at its first run" in rerun.stderr
+    assert stack.delivered() == Counter(first_data)
