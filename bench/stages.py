@@ -83,8 +83,8 @@ def _run(spec: Spec, settings: Settings, projector: Projector, sink: KafkaSink,
                 t0 = time.perf_counter()
                 good, bad = projector.project_group(group)
                 t1 = time.perf_counter()
-                headers = Provenance(event.project, event.logstore, event.shard, cursor, index).headers()
-                sink.produce_all(settings.kafka.topic, good, headers, tracker)
+                where = Provenance(event.project, event.logstore, event.shard, cursor, index)
+                sink.produce_all(settings.kafka.topic, good, where, tracker)
                 seconds["project"] += t1 - t0
                 seconds["produce"] += time.perf_counter() - t1
                 records += len(good) + len(bad)

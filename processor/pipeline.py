@@ -219,12 +219,11 @@ class RangePipeline:
         self.projector.check_page(page, f"the page at cursor {batch.cursor} of shard {ev.shard}")
         for index, (good, bad) in enumerate(page):
             where = Provenance(ev.project, ev.logstore, ev.shard, batch.cursor, index)
-            headers = where.headers()
-            s.bytes_produced += produce_all(topic, good, headers, tracker)
+            s.bytes_produced += produce_all(topic, good, where, tracker)
             records += len(good)
             for rejected in bad:
                 value = dead_letter_value(rejected.reason, rejected.log, where, topic)
-                self.sink.produce(dlq, rejected.key, value, headers, tracker)
+                self.sink.produce(dlq, rejected.key, value, where, tracker)
             dead += len(bad)
         s.log_groups += len(batch.groups)
         s.records_read += records + dead
@@ -255,31 +254,28 @@ class RangePipeline:
             block = False
 
     def _dead_letter_refused(self, head: _InFlight) -> _InFlight:
-        """Send records the broker refused for good to the DLQ; the batch settles once those are confirmed."""
-        tracker = DeliveryTracker()
+        """Dead-letter the records Kafka refused for good; the batch settles once those letters are confirmed.
+
+        The broker refuses a whole producer batch for one record over the topic's limit, so records it refused
+        with their batch are first sent again alone: only a record refused on its own is dead-lettered.
+        """
         refused = head.tracker.undeliverable
+        guilty = [item for item in refused if item.alone]
+        guilty += self.sink.probe([item for item in refused if not item.alone], self.deadline)
+        tracker = DeliveryTracker()
         moved = 0
-        for item in refused:
+        for item in guilty:
             if item.topic == self.dlq_topic:
                 msg = (f"the dead-letter topic {self.dlq_topic} refused a record ({item.reason}); raise its "
                        "max.message.bytes")
                 raise SinkError(msg)
-            headers = dict(item.headers or [])
-            where = Provenance(self.event.project, self.event.logstore, self.event.shard,
-                               _text(headers.get("sls.cursor")), int(_text(headers.get("sls.group")) or -1))
             reason = f"Kafka refused the record for topic {item.topic}: {item.reason}"
-            value = dead_letter_value(reason, item.value, where, item.topic)
-            self.sink.produce(self.dlq_topic, item.key, value, item.headers or [], tracker)
-            if item.topic == self.topic:
-                moved += 1
+            value = dead_letter_value(reason, item.value, item.where, item.topic)
+            self.sink.produce(self.dlq_topic, item.key, value, item.where, tracker)
+            moved += 1
         if tracker.undeliverable:
             msg = f"the dead-letter topic {self.dlq_topic} refused a record too: {tracker.undeliverable[0].reason}"
             raise SinkError(msg)
-        log.warning("%d record(s) refused by Kafka were dead-lettered", len(refused))
+        if guilty:
+            log.warning("%d record(s) refused by Kafka were dead-lettered", len(guilty))
         return _InFlight(head.batch, tracker, head.records - moved, head.dead_letters + moved)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -2,24 +2,27 @@
 
 Guarantee: at-least-once. The producer is idempotent (acks=all), so librdkafka's own retries never duplicate
 or reorder; a record is counted delivered only when its delivery report says so, and the first delivery error
-of a batch is raised when the batch is settled. Records the broker rejects for good (too large, invalid) are
-handed back so the pipeline can dead-letter them with the broker's reason.
+of a batch is raised when the batch is settled. Records Kafka rejects for good (too large, invalid) are handed
+back with their provenance, kept on our side (delivery reports carry no headers), so the pipeline can dead-letter
+them with the broker's reason. The broker refuses a whole producer batch for one bad record, so `probe` sends
+such records again one per request to tell the guilty ones from those that only shared their batch.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from processor.dead_letter import Provenance
 from processor.deadline import Deadline
 from processor.errors import BudgetExceededError, FatalSinkError, SinkError
 
 log = logging.getLogger(__name__)
-
-Headers = Sequence[tuple[str, bytes | str]]
 
 # The broker will never accept these records; retrying the batch would fail forever.
 UNDELIVERABLE = frozenset({
@@ -48,35 +51,44 @@ MAX_QUEUED = 60_000
 
 
 class Undeliverable:
-    """A record the broker refused for good, with the reason."""
+    """A record Kafka refused for good: the reason, and where it came from.
 
-    __slots__ = ("headers", "key", "reason", "topic", "value")
+    `alone` tells whether the refusal was about this record on its own: the client's size check, or a broker
+    request holding nothing else. A broker refusal of a batch of records says nothing about each of them.
+    """
 
-    def __init__(self, topic: str, key: bytes | None, value: bytes, headers: Any, reason: str) -> None:
+    __slots__ = ("alone", "code", "key", "reason", "topic", "value", "where")
+
+    def __init__(self, topic: str, key: bytes | None, value: bytes, where: Provenance, err: KafkaError,
+                 alone: bool) -> None:
         self.topic = topic
         self.key = key
         self.value = value
-        self.headers = headers
-        self.reason = reason
+        self.where = where
+        self.code = err.code()
+        self.reason = err.str()
+        self.alone = alone
 
 
 class DeliveryTracker:
-    """Counts one batch's outstanding deliveries; its bound `on_delivery` is the single callback for all."""
+    """Counts one batch's outstanding deliveries; `report`, bound to each record's provenance, is the callback."""
 
-    __slots__ = ("delivered", "error", "pending", "undeliverable")
+    __slots__ = ("alone", "delivered", "error", "pending", "undeliverable")
 
-    def __init__(self) -> None:
+    def __init__(self, alone: bool = False) -> None:
         self.pending = 0
         self.delivered = 0
         self.error: KafkaError | None = None
         self.undeliverable: list[Undeliverable] = []
+        # Whether each record was sent in a request of its own (see `KafkaSink.probe`).
+        self.alone = alone
 
-    def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+    def report(self, where: Provenance, err: KafkaError | None, msg: Any) -> None:
         self.pending -= 1
         if err is None:
             self.delivered += 1
         elif err.code() in UNDELIVERABLE:
-            self.undeliverable.append(Undeliverable(msg.topic(), msg.key(), msg.value(), msg.headers(), err.str()))
+            self.undeliverable.append(Undeliverable(msg.topic(), msg.key(), msg.value(), where, err, self.alone))
         elif self.error is None:
             self.error = err
 
@@ -90,10 +102,11 @@ class Sink(Protocol):
 
     def set_deadline(self, deadline: Deadline) -> None: ...
     def poll(self) -> None: ...
-    def produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers,
+    def produce(self, topic: str, key: bytes | None, value: bytes, where: Provenance,
                 tracker: DeliveryTracker) -> None: ...
-    def produce_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes]], headers: Headers,
+    def produce_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes]], where: Provenance,
                     tracker: DeliveryTracker) -> int: ...
+    def probe(self, refused: Sequence[Undeliverable], deadline: Deadline) -> list[Undeliverable]: ...
     def wait(self, tracker: DeliveryTracker, deadline: Deadline) -> None: ...
     def abandon(self) -> None: ...
 
@@ -105,8 +118,10 @@ class KafkaSink:
         self._config = {**config, "error_cb": self._on_error}
         self._factory = factory
         self._producer: Producer | None = None
+        self._prober: Producer | None = None
         self._fatal: str | None = None
         self._deadline: Deadline | None = None
+        self._warned_batches: set[str] = set()
 
     def set_deadline(self, deadline: Deadline) -> None:
         """The invocation's budget, which also bounds the waits for queue room inside `produce`."""
@@ -125,34 +140,39 @@ class KafkaSink:
         else:
             log.warning("Kafka client: %s", err.str())
 
-    def produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers,
+    def produce(self, topic: str, key: bytes | None, value: bytes, where: Provenance,
                 tracker: DeliveryTracker) -> None:
-        producer = self.producer
+        self._produce_one(self.producer, topic, key, value, where, tracker)
+
+    def _produce_one(self, producer: Producer, topic: str, key: bytes | None, value: bytes, where: Provenance,
+                     tracker: DeliveryTracker) -> None:
         while True:
             try:
-                producer.produce(topic, value, key, headers=headers, on_delivery=tracker.on_delivery)
+                producer.produce(topic, value, key, headers=where.headers(),
+                                 on_delivery=partial(tracker.report, where))
             except BufferError:
                 # Local queue full: serve delivery reports to make room, then try again.
                 self._serve_reports(producer, 0.05)
                 continue
             except KafkaException as exc:
-                self._refused(exc, topic, key, value, headers, tracker)
+                self._refused(exc, topic, key, value, where, tracker)
                 return
             tracker.pending += 1
             return
 
-    def _refused(self, exc: KafkaException, topic: str, key: bytes | None, value: bytes, headers: Headers,
+    def _refused(self, exc: KafkaException, topic: str, key: bytes | None, value: bytes, where: Provenance,
                  tracker: DeliveryTracker) -> None:
-        """A record `produce` would not take: hand it back if the broker never would, else raise."""
+        """A record `produce` would not take: hand it back if Kafka never would, else raise."""
         err = exc.args[0]
         if err.code() in UNDELIVERABLE:
-            tracker.undeliverable.append(Undeliverable(topic, key, value, headers, err.str()))
+            # The client judged this record by itself (its size), not with a batch.
+            tracker.undeliverable.append(Undeliverable(topic, key, value, where, err, alone=True))
             return
         raise self._sink_error(err) from exc
 
-    def produce_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes]], headers: Headers,
+    def produce_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes]], where: Provenance,
                     tracker: DeliveryTracker) -> int:
-        """`produce` every (key, value) of `records` in order; returns the bytes of the values.
+        """`produce` every (key, value) of `records` (one log group, from `where`) in order; returns the value bytes.
 
         The hot loop calls the C producer directly; a record it does not take at once is handled as `produce`
         does: a full queue is waited out, a refusal handed back or raised (from the first exception: producing
@@ -162,7 +182,7 @@ class KafkaSink:
         producer = self.producer
         if len(producer) > MAX_QUEUED:
             self._make_room(producer)
-        produce, on_delivery = producer.produce, tracker.on_delivery
+        produce, on_delivery, headers = producer.produce, partial(tracker.report, where), where.headers()
         tracker.pending += len(records)
         size = 0
         for key, value in records:
@@ -173,11 +193,48 @@ class KafkaSink:
                 produce(topic, value, key, -1, on_delivery, None, 0, headers)
             except BufferError:
                 tracker.pending -= 1
-                self.produce(topic, key, value, headers, tracker)
+                self.produce(topic, key, value, where, tracker)
             except KafkaException as exc:
                 tracker.pending -= 1
-                self._refused(exc, topic, key, value, headers, tracker)
+                self._refused(exc, topic, key, value, where, tracker)
         return size
+
+    def probe(self, refused: Sequence[Undeliverable], deadline: Deadline) -> list[Undeliverable]:
+        """Produce records the broker refused with their batch again, one per request; return those refused alone.
+
+        The broker refuses a whole producer batch when it is over the topic's `max.message.bytes` (or holds one
+        invalid record), so records that only shared a batch with an oversized one come back refused too. Sent
+        alone, those are delivered; what is refused even so is guilty by itself. A separate producer sends them,
+        one record per batch, so that none shares a request with the main producer's other records.
+        """
+        if not refused:
+            return []
+        if self._prober is None:
+            self._prober = self._factory({**self._config, "linger.ms": 0, "batch.num.messages": 1})
+        tracker = DeliveryTracker(alone=True)
+        for item in refused:
+            self._produce_one(self._prober, item.topic, item.key, item.value, item.where, tracker)
+        while not tracker.done:
+            self._raise_if_fatal()
+            if deadline.expired():
+                msg = (f"time budget spent re-sending {len(refused)} record(s) Kafka refused with their batch "
+                       f"({tracker.pending} still unconfirmed)")
+                raise BudgetExceededError(msg)
+            self._prober.poll(min(0.1, deadline.remaining()))
+        if tracker.error is not None:
+            raise self._sink_error(tracker.error)
+        self._warn_batches_over_limit(refused, tracker.undeliverable)
+        return tracker.undeliverable
+
+    def _warn_batches_over_limit(self, refused: Sequence[Undeliverable], guilty: list[Undeliverable]) -> None:
+        """Once per topic: records refused in a batch but taken alone mean the batches are over its limit."""
+        innocent = Counter(item.topic for item in refused) - Counter(item.topic for item in guilty)
+        for topic, count in innocent.items():
+            if topic not in self._warned_batches:
+                self._warned_batches.add(topic)
+                log.warning("Kafka refused %d record(s) for topic %s in batches over its max.message.bytes and took "
+                            "them one by one; keep message.max.bytes (KAFKA_PRODUCER_CONFIG) at or below the "
+                            "topic's max.message.bytes, or each such batch is sent twice", count, topic)
 
     def _make_room(self, producer: Producer) -> None:
         """Serve delivery reports until the queue is down to half of MAX_QUEUED.
@@ -215,21 +272,26 @@ class KafkaSink:
 
         The dropped records belong to batches whose cursor was not saved: the retry sends them again.
         """
-        if self._producer is None:
-            return
-        try:
-            self._producer.purge(in_queue=True, in_flight=True, blocking=True)
-            self._producer.poll(0)
-        except KafkaException as exc:
-            log.warning("purging the producer failed: %s; it will be recreated", exc)
-            self._producer = None
+        for name in ("_producer", "_prober"):
+            producer = getattr(self, name)
+            if producer is None:
+                continue
+            try:
+                producer.purge(in_queue=True, in_flight=True, blocking=True)
+                producer.poll(0)
+            except KafkaException as exc:
+                log.warning("purging the producer failed: %s; it will be recreated", exc)
+                setattr(self, name, None)
         if self._fatal is not None:
-            self._producer = None
+            self._producer = self._prober = None
 
     def close(self, timeout: float = 10.0) -> None:
         if self._producer is not None:
             self._producer.flush(timeout)
             self._producer = None
+        if self._prober is not None:
+            self._prober.flush(timeout)
+            self._prober = None
 
     def _raise_if_fatal(self) -> None:
         if self._fatal is not None:
@@ -264,6 +326,8 @@ class TransactionalKafkaSink(KafkaSink):
         self.transactional_id = transactional_id
         self._initialized = False
         self._in_transaction = False
+        # The open transaction's trackers: a broker refusal may surface only as a later produce's _STATE error.
+        self._trackers: list[DeliveryTracker] = []
 
     def init(self, deadline: Deadline) -> None:
         if self._initialized and self._producer is not None:
@@ -277,6 +341,22 @@ class TransactionalKafkaSink(KafkaSink):
         except KafkaException as exc:
             raise self._txn_error("begin", exc.args[0]) from exc
         self._in_transaction = True
+        self._trackers = []
+
+    def produce(self, topic: str, key: bytes | None, value: bytes, where: Provenance,
+                tracker: DeliveryTracker) -> None:
+        self._trackers.append(tracker)
+        super().produce(topic, key, value, where, tracker)
+
+    def produce_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes]], where: Provenance,
+                    tracker: DeliveryTracker) -> int:
+        self._trackers.append(tracker)
+        return super().produce_all(topic, records, where, tracker)
+
+    def refused_by_broker(self) -> list[Undeliverable]:
+        """Records of the last transaction the broker refused with their batch (reports served so far)."""
+        return [item for tracker in dict.fromkeys(self._trackers) for item in tracker.undeliverable
+                if not item.alone]
 
     def commit(self, deadline: Deadline) -> None:
         self._call("commit_transaction", deadline)
@@ -289,6 +369,7 @@ class TransactionalKafkaSink(KafkaSink):
         try:
             self._producer.abort_transaction(max(deadline.remaining(), 1.0))
             self._in_transaction = False
+            self._producer.poll(0)  # the aborted records' reports: a refusal among them explains the failure
         except KafkaException as exc:
             log.warning("abort of transaction %s failed (%s); the producer will be recreated",
                         self.transactional_id, exc.args[0].str())
@@ -297,6 +378,24 @@ class TransactionalKafkaSink(KafkaSink):
     def abandon(self) -> None:
         # Purging would not undo produced records; aborting the transaction does (see abort).
         pass
+
+    def probe(self, refused: Sequence[Undeliverable], deadline: Deadline) -> list[Undeliverable]:
+        # Sending records again outside the transaction would deliver them twice (the retry sends them too).
+        if refused:
+            raise self.refusal_error(refused)
+        return []
+
+    def refusal_error(self, refused: Sequence[Undeliverable]) -> FatalSinkError:
+        """Why a transaction the broker refused records of (too large, with their batch) cannot succeed."""
+        first = refused[0]
+        topics = ", ".join(sorted({item.topic for item in refused}))
+        return FatalSinkError(
+            f"Kafka refused {len(refused)} record(s) of transaction {self.transactional_id} for topic {topics} "
+            f"({KafkaError(first.code).name()}: {first.reason}, e.g. the record from SLS cursor "
+            f"{first.where.cursor} group {first.where.group}); the broker refuses whole batches, so every retry "
+            "would fail the same way. Keep the producer's message.max.bytes (KAFKA_PRODUCER_CONFIG) at or below "
+            "the topic's max.message.bytes: the client then refuses an oversized record alone, and it is "
+            "dead-lettered inside the transaction")
 
     def _call(self, op: str, deadline: Deadline) -> None:
         """Run a blocking transactional call in slices, so that a fatal error seen meanwhile ends the wait.

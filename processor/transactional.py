@@ -55,19 +55,19 @@ class ExactlyOncePipeline(RangePipeline):
                 self._run_from(s.cursor_reached)
                 return self._finish(started)
             except FatalSinkError:
+                self.sink.abort(self.deadline)
                 raise
             except SinkError as exc:
                 self.sink.abort(self.deadline)
                 # The summary describes what this invocation delivered: drop what the aborted attempt counted.
                 self._restore(self._committed)
+                # A refused batch fails the transaction as _STATE on a later produce or at commit, whichever comes
+                # first; its delivery reports tell the real cause, and that every retry would fail the same way.
+                refused = self.sink.refused_by_broker()
+                if refused:
+                    raise self.sink.refusal_error(refused) from exc
                 if self.deadline.expired() or attempt == MAX_ATTEMPTS:
                     raise
-                if "MSG_SIZE_TOO_LARGE" in str(exc):
-                    msg = (f"Kafka refused a record of the transaction from cursor {s.cursor_reached} as too large "
-                           f"({exc}); every retry would fail the same way. Keep the producer's message.max.bytes "
-                           "(KAFKA_PRODUCER_CONFIG) at or below the topic's max.message.bytes, so such records are "
-                           "dead-lettered")
-                    raise FatalSinkError(msg) from exc
                 log.warning("transaction aborted (%s); re-reading from committed cursor %s", exc, s.cursor_reached)
                 self.stats.kafka_retries += 1
             except BaseException:
