@@ -20,6 +20,7 @@ from pipeline_support import fc312_context, json_contents, put_groups, shard_eve
 
 from processor import handler as fc
 from processor.errors import ConfigError, DeadLetterToleranceError
+from processor.event import cursor_position
 from tests.faults.test_fault_matrix import MODES, Setup, one_shard
 
 
@@ -164,3 +165,28 @@ def test_tolerance_value_is_checked_at_start_up(monkeypatch, kafka):
     with pytest.raises(ConfigError, match="DEAD_LETTER_TOLERANCE='some' is not one of page, none, all"):
         Settings.from_env(env)
     assert Settings.from_env({**env, "DEAD_LETTER_TOLERANCE": "ALL"}).projection.dead_letter_tolerance == "all"
+
+
+def test_refused_page_after_good_pages_is_never_passed_and_aborts_the_transaction(setup, sls_client, sls_project,
+                                                                                  sls_proxy_env):
+    setup.configure(SLS_PULL_COUNT="1")  # one log group per page
+    logstore = one_shard(sls_client, sls_project)
+    setup.write(sls_client, sls_project, logstore, 100)  # pages 0 and 1
+    put_groups(sls_client, sls_project, logstore, [json_contents({"speed": i} for i in range(20))])  # page 2
+    [event] = shard_events(sls_client, sls_proxy_env, sls_project, logstore)
+    begin = cursor_position(orjson.loads(event)["source"]["beginCursor"])
+
+    with pytest.raises(DeadLetterToleranceError, match=r"^every record lacks required field 'carID'"):
+        fc.handler(event, fc312_context())
+
+    assert topic_values(setup, setup.dlq) == []
+    if setup.mode == "exactly-once":
+        # Pages 0 and 1 were in the same transaction as page 2: it aborted, so none of them is visible.
+        assert read_all(setup.kafka.bootstrap, setup.topic) == []
+    setup.configure(DEAD_LETTER_TOLERANCE="all")
+    summary = fc.handler(event, fc312_context())
+    # No checkpoint passed page 2 (exactly-once: none was committed at all).
+    assert cursor_position(summary["start_cursor"]) <= begin + (0 if setup.mode == "exactly-once" else 2)
+    assert summary["cursor_reached"] == orjson.loads(event)["source"]["endCursor"]
+    assert [d["reason"] for d in dead_letters(setup)] == ["required field 'carID' is missing"] * 20
+    setup.check()
