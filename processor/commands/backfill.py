@@ -53,7 +53,9 @@ def register(sub: Any) -> None:
         description="Replay [--from, --to) of the chosen shards through the same projection and sink as the "
         "function, shards in parallel worker processes. Each shard's range is cut into trigger-shaped events of at "
         "most --groups-per-event log groups. Progress is checkpointed under the job id: running the same command "
-        "again continues where it stopped. SIGINT/SIGTERM finish the events in flight and stop (exit 3); a second "
+        "again continues where it stopped, over the ranges it resolved to at its first run (a later --to end does "
+        "not extend it). The job id is bound to those ranges: a run asking for others under it is refused. "
+        "SIGINT/SIGTERM finish the events in flight and stop (exit 3); a second "
         "signal abandons them. Kafka and checkpoint settings come from the environment, as for the function.")
     add_logstore_options(p)
     p.add_argument("--from", dest="start", default="begin", metavar="POS",
@@ -65,8 +67,8 @@ def register(sub: Any) -> None:
                    help="shard ids, e.g. 0,1,3, or all (default: all, readonly shards included)")
     p.add_argument("--processes", type=int_in_range(1, 256), metavar="N",
                    help="worker processes (default: the number of shards, at most the CPU count)")
-    p.add_argument("--job-id", help="names the job's checkpoints (default: derived from project, logstore, "
-                   "--from, --to, --shards and --parameter)")
+    p.add_argument("--job-id", help="names the job's checkpoints and binds them to the job's first ranges "
+                   "(default: derived from project, logstore, --from, --to, --shards and --parameter)")
     p.add_argument("--groups-per-event", type=int_in_range(1, 10**7), default=2000, metavar="N",
                    help="log groups per event (default 2000); each event is one handler invocation")
     p.add_argument("--max-retry", action=EnvDefault, env="MAX_RETRY_TIME", type=int_in_range(0, 100), default=3,
