@@ -190,3 +190,28 @@ def test_refused_page_after_good_pages_is_never_passed_and_aborts_the_transactio
     assert summary["cursor_reached"] == orjson.loads(event)["source"]["endCursor"]
     assert [d["reason"] for d in dead_letters(setup)] == ["required field 'carID' is missing"] * 20
     setup.check()
+
+
+def test_trigger_runner_stops_at_a_misspelt_field_without_retrying(setup, sls_client, sls_project, sls_proxy_env):
+    from processor.credentials import Credentials
+    from processor.poller import TriggerConfig, TriggerRunner
+    from processor.runtime import Runtime
+    from processor.shards import BEGIN
+    from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
+
+    logstore = one_shard(sls_client, sls_project)
+    setup.write(sls_client, sls_project, logstore, 200)
+    setup.configure(PROJECTION_FIELDS="sped:number,carID:int")
+    runtime = Runtime.from_env()
+    sleeps: list[float] = []
+    runner = TriggerRunner(runtime, TriggerConfig(sls_proxy_env, sls_project, logstore, interval=1, max_retry=5,
+                                                  start=BEGIN),
+                           Credentials(SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET), sleep=sleeps.append)
+    try:
+        with pytest.raises(DeadLetterToleranceError, match="every record lacks required field 'sped'"):
+            runner.run(iterations=3)
+    finally:
+        runtime.close(2)
+    assert sleeps == []  # the same event fails the same way: no backoff, no retry
+    assert topic_values(setup, setup.topic) == []
+    assert topic_values(setup, setup.dlq) == []
