@@ -18,11 +18,10 @@ from processor.errors import BudgetExceededError, SourceError
 
 log = logging.getLogger(__name__)
 
-# Transient by nature: the server is busy, throttling us, or the connection dropped.
-RETRIABLE_CODES = frozenset({
-    "InternalServerError", "ServerBusy", "RequestTimeout", "ReadQuotaExceed", "ShardReadQuotaExceed",
-    "ExceedQuota", "LogRequestError", "BadResponse",
-})
+# Transient by nature: the server is busy or failed, or the connection dropped.
+TRANSIENT_CODES = frozenset({"InternalServerError", "ServerBusy", "RequestTimeout", "LogRequestError", "BadResponse"})
+# What reads retry besides: throttling, which passes once the shard's quota refills.
+RETRIABLE_CODES = TRANSIENT_CODES | {"ReadQuotaExceed", "ShardReadQuotaExceed", "ExceedQuota"}
 
 
 def is_retriable_sls_error(exc: BaseException) -> bool:
@@ -69,8 +68,16 @@ class RetryStats:
     kafka_retries: int = 0
 
 
+def is_transient_sls_error(exc: BaseException) -> bool:
+    """Worth another try on any SLS call: the server failed or the connection did (not a quota or a refusal)."""
+    if not isinstance(exc, LogException) or unresolved_host(exc) is not None:
+        return False
+    return exc.get_error_code() in TRANSIENT_CODES or exc.resp_status >= 500
+
+
 def sls_retrying(deadline: Deadline, stats: RetryStats, sleep: Callable[[float], None] = time.sleep,
-                 max_wait: float = 2.0) -> Retrying:
+                 max_wait: float = 2.0,
+                 retriable: Callable[[BaseException], bool] = is_retriable_sls_error) -> Retrying:
     """Exponential backoff with jitter until the invocation's budget would be overrun by the next sleep."""
 
     def stop(state: RetryCallState) -> bool:
@@ -89,7 +96,7 @@ def sls_retrying(deadline: Deadline, stats: RetryStats, sleep: Callable[[float],
         raise BudgetExceededError(msg) from exc
 
     return Retrying(
-        retry=retry_if_exception(is_retriable_sls_error),
+        retry=retry_if_exception(retriable),
         wait=wait_exponential_jitter(multiplier=0.2, max=max_wait, jitter=0.5),
         stop=stop,
         sleep=sleep,

@@ -21,7 +21,7 @@ from processor.errors import ProcessorError
 from processor.event import TriggerEvent
 from processor.pipeline import RangePipeline, Summary
 from processor.projection import Projector
-from processor.retry import DeadlineLogClient, RetryStats, sls_retrying
+from processor.retry import DeadlineLogClient, RetryStats, is_transient_sls_error, sls_retrying
 from processor.sink import KafkaSink, TransactionalKafkaSink
 from processor.transactional import ExactlyOncePipeline
 
@@ -146,7 +146,10 @@ class Runtime:
         client = DeadlineLogClient(shared_client, deadline)
         key = CheckpointKey(event.project, event.logstore, event.shard, scope)
         args = (event, client, self.projector(settings))
-        rest = dict(store=self.checkpoint_store(shared_client), key=key, topic=settings.kafka.topic,
+        store = self.checkpoint_store(shared_client)
+        if isinstance(store, SlsConsumerGroupStore):
+            store = store.bound(client, sls_retrying(deadline, stats, retriable=is_transient_sls_error))
+        rest = dict(store=store, key=key, topic=settings.kafka.topic,
                     dlq_topic=settings.kafka.dlq_topic, settings_source=settings.source,
                     retrying=sls_retrying(deadline, stats), stats=stats, deadline=deadline)
         pipeline: RangePipeline

@@ -9,6 +9,9 @@ from .errors import SlsError, parameter_invalid, shard_not_exist
 from .model import Checkpoint, ConsumerGroup, Logstore
 from .store import Store
 
+# CreateConsumerGroup: "You can create up to 30 consumer groups for a Logstore."
+MAX_GROUPS_PER_LOGSTORE = 30
+
 
 class ConsumerGroups:
     """Consumer groups of logstores."""
@@ -25,6 +28,10 @@ class ConsumerGroups:
             store = self.store.logstore(project, logstore)
             if name in store.consumer_groups:
                 raise SlsError("ConsumerGroupAlreadyExist", f"consumer group {name} already exist")
+            if len(store.consumer_groups) >= MAX_GROUPS_PER_LOGSTORE:
+                # The cap is documented; the code is SLS's generic quota error (the exact one is not documented).
+                raise SlsError("ExceedQuota", f"consumer group count exceeds the quota of {MAX_GROUPS_PER_LOGSTORE}",
+                               403)
             store.consumer_groups[name] = ConsumerGroup(name, timeout, in_order)
             self.store.save_meta()
 
