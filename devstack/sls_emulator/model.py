@@ -69,6 +69,13 @@ class Shard:
             del self.times[:index]
             self.dropped += index
 
+    def retired(self, cutoff: float) -> bool:
+        """Whether retention removed all the shard holds: nothing kept, nothing received since ``cutoff``.
+
+        Call after ``expire(cutoff)``. A shard that never held data counts from its creation.
+        """
+        return not self.groups and (self.dropped > 0 or self.create_time < cutoff)
+
     def position_at_time(self, unix_time: int) -> int:
         """Position of the first group received at or after ``unix_time`` (the end if none)."""
         return self.first_position + bisect.bisect_left(self.times, unix_time)

@@ -17,10 +17,20 @@ class Topology:
         self.store = store
 
     def list_shards(self, project: str, logstore: str) -> list[dict[str, Any]]:
-        """All shards, readonly ones included, in id order."""
+        """Every shard in id order, except readonly ones whose data retention has all removed (as SLS does).
+
+        A retired shard stays readable by id: only ListShards forgets it, which is what a reader that finds its
+        shards by listing them sees.
+        """
         with self.store.lock:
             store = self.store.logstore(project, logstore)
-            return [s.describe() for _, s in sorted(store.shards.items())]
+            cutoff = self.store.clock() - store.ttl_seconds
+            listed = []
+            for _, shard in sorted(store.shards.items()):
+                shard.expire(cutoff)
+                if not (shard.status == READONLY and shard.retired(cutoff)):
+                    listed.append(shard.describe())
+            return listed
 
     def split(self, project: str, logstore: str, shard_id: str, key: str) -> list[dict[str, Any]]:
         """Split a readwrite shard at ``key``: it turns readonly, two new shards take its range."""

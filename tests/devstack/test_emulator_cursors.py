@@ -259,3 +259,28 @@ def test_emulator_merge_replaces_two_adjacent_shards_with_one(sls_client: LogCli
     for shard in (0, 2):  # a readonly shard, then the last readwrite one (no right neighbour)
         error = _error(sls_client.merge_shard, sls_project, LOGSTORE, shard)
         assert (error.get_error_code(), error.resp_status) == ("ParameterInvalid", 400)
+
+
+def test_emulator_readonly_shard_leaves_list_shards_once_retention_removed_all_its_data(
+    sls_client: LogClient, one_shard: str, sls_clock: ManualClock, sls_emulator: EmulatorServer
+):
+    _put(sls_client, one_shard, 3)
+    parent_begin, parent_end = _begin_end(sls_client, one_shard, 0)
+    sls_clock.advance(100)
+    sls_client.split_shard(one_shard, LOGSTORE, 0, MIDDLE_KEY)
+    _put(sls_client, one_shard, 2)
+
+    def listed() -> list[tuple[int, str]]:
+        return [(s["shardID"], s["status"]) for s in sls_client.list_shards(one_shard, LOGSTORE).get_shards_info()]
+
+    assert listed() == [(0, "readonly"), (1, "readwrite"), (2, "readwrite")]
+    sls_emulator.store.set_ttl_seconds(one_shard, LOGSTORE, 150)
+    assert listed()[0] == (0, "readonly")  # its groups are still kept
+    sls_clock.advance(60)
+    # All of the parent's data is gone; the children keep theirs, and an empty readwrite shard stays listed too.
+    assert listed() == [(1, "readwrite"), (2, "readwrite")]
+    sls_clock.advance(1000)
+    assert listed() == [(1, "readwrite"), (2, "readwrite")]
+    # Retired, not deleted: its cursors still answer, for a reader that kept the shard id.
+    assert _begin_end(sls_client, one_shard, 0) == (parent_end, parent_end)
+    assert _decimal(parent_end) - _decimal(parent_begin) == 3
