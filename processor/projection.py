@@ -1,6 +1,8 @@
 """Turn SLS logs into the projected JSON records; a log that cannot be projected becomes a `Rejected`, never an error.
 
 Pure and per-record hot: no I/O, no logging; fields are compiled once into (source, output, coercer) tuples.
+The one error is the dead-letter tolerance (`Projector.check_page`): a page whose rejects show that the
+configuration fits no record is refused as a whole rather than dead-lettered.
 """
 
 from __future__ import annotations
