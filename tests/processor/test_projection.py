@@ -5,6 +5,7 @@ import pytest
 from aliyun.log.proto import LogGroup, LogGroupRaw
 
 from processor.config import ProjectionConfig, parse_fields
+from processor.errors import DeadLetterToleranceError
 from processor.projection import Projector
 
 LESSON = [
@@ -184,3 +185,47 @@ def test_projected_metadata_that_is_not_utf8_is_rejected(meta, output):
     good, bad = projector(fields).project_group(g)
     assert good == []
     assert bad[0].reason.startswith(f"metadata {meta!r} is not valid UTF-8")
+
+
+def tolerant(tolerance, fields="speed:number,carID:int", fmt="auto"):
+    return Projector(ProjectionConfig(parse_fields(fields), fmt, "content", "carID", tolerance))
+
+
+def page_of(p, *groups):
+    return [p.project_group(group(*logs)) for logs in groups]
+
+
+def test_page_rejected_for_one_reason_is_refused_with_what_to_check():
+    p = tolerant("page", "sped:number,carID:int")
+    page = page_of(p, [{"content": LESSON[0]}], [{"content": LESSON[1]}, {"speed": "1", "carID": "2"}])
+    with pytest.raises(DeadLetterToleranceError) as refused:
+        p.check_page(page, "the page at cursor MTA= of shard 3")
+    assert str(refused.value) == (
+        "every record lacks required field 'sped': check PROJECTION_FIELDS (all 3 records of the page at cursor "
+        "MTA= of shard 3 were rejected for this one reason, so none was produced or dead-lettered and the "
+        "checkpoint stays before them; DEAD_LETTER_TOLERANCE=all would dead-letter such a page)")
+    with pytest.raises(DeadLetterToleranceError, match=r"^every record was rejected because content field 'content' "
+                                                       r"is empty: check PROJECTION_FIELDS, LOG_FORMAT and "):
+        p.check_page(page_of(p, [{"content": ""}, {"content": " "}]), "p")
+
+
+@pytest.mark.parametrize("logs", [
+    [{"content": '{"speed": 1}'}],  # one record is no pattern
+    [{"content": '{"speed": 1}'}, {"content": LESSON[0]}],  # a good record in the page
+    [{"content": '{"speed": 1}'}, {"content": "{x"}],  # two reasons
+])
+def test_page_tolerance_lets_poison_through(logs):
+    p = tolerant("page")
+    page = page_of(p, logs)
+    p.check_page(page, "p")
+    assert sum(len(bad) for _, bad in page) >= 1
+
+
+def test_tolerance_none_refuses_any_reject_and_all_none():
+    p = tolerant("none")
+    p.check_page(page_of(p, [{"content": LESSON[0]}]), "p")
+    with pytest.raises(DeadLetterToleranceError, match=r"^1 record\(s\) of p cannot be projected, the first because "
+                                                       "required field 'carID' is missing; DEAD_LETTER_TOLERANCE=none"):
+        p.check_page(page_of(p, [{"content": LESSON[0]}, {"content": '{"speed": 1}'}]), "p")
+    everything_bad = tolerant("all", "sped:number,carID:int")
+    everything_bad.check_page(page_of(everything_bad, [{"content": LESSON[0]}, {"content": LESSON[1]}]), "p")
