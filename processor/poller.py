@@ -11,6 +11,13 @@ Two cursors are kept per shard, both in the checkpoint store:
   * the processor's checkpoint (scope "", as under FC), which moves inside an event as Kafka confirms batches.
 A crash or a stop mid-event leaves the progress at the event's begin; the next event starts there and the
 processor resumes from its checkpoint, so nothing is lost and at most the unconfirmed batches are sent again.
+
+Whether the runner has run on a logstore is a marker of its own (see `RunMarker`), recorded before the first
+round saves any shard's start: `--start` applies to that first round only, and a shard found later without
+progress (a split's child, even once its parent has left ListShards) is read from its beginning.
+
+Progress that retention overtook is handed to the processor as the next event's begin, as the trigger would
+retry it: SLS_INVALID_CURSOR_POLICY applies, and what could not be read is a gap in the summary and the round.
 """
 
 from __future__ import annotations
@@ -23,20 +30,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aliyun.log import LogException
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_any, wait_exponential_jitter
 
 from checkpoints.base import Checkpoint, CheckpointKey, CheckpointStore
 from checkpoints.file import FileCheckpointStore
+from checkpoints.sls_consumer_group import SlsConsumerGroupStore
 from processor.credentials import Credentials
-from processor.errors import ConfigError, EventError, ProcessorError
+from processor.errors import CheckpointError, ConfigError, CursorExpiredError, EventError, ProcessorError
 from processor.event import TriggerEvent, cursor_position
 from processor.pipeline import Summary
 from processor.runtime import Runtime
-from processor.shards import BEGIN, END, Logstore, Position, ShardInfo
+from processor.shards import BEGIN, END, Logstore, Position, ShardInfo, cursor_from_position
 
 log = logging.getLogger(__name__)
 
 TRIGGER_SCOPE = "trigger-runner"
+# The logstore-level "the runner has run here" marker: its own scope, so no shard's progress stands for it.
+STARTED_SCOPE = "trigger-runner-started"
 
 
 def trigger_progress_store(runtime: Runtime, client: Any) -> CheckpointStore:
@@ -47,6 +58,73 @@ def trigger_progress_store(runtime: Runtime, client: Any) -> CheckpointStore:
     if runtime.settings.checkpoint.store == "sls":
         return runtime.checkpoint_store(client)
     return FileCheckpointStore(runtime.settings.checkpoint.directory)
+
+
+class RunMarker(Protocol):
+    """Whether the runner has run on one logstore, kept next to its progress."""
+
+    def recorded(self) -> bool: ...
+    def record(self) -> None: ...
+
+
+class StoredRunMarker:
+    """The marker as a checkpoint of its own key (scope STARTED_SCOPE, shard 0), for stores that keep any key.
+
+    Only its presence counts; the cursor is position 0, which no shard's data has.
+    """
+
+    def __init__(self, store: CheckpointStore, project: str, logstore: str) -> None:
+        self.store = store
+        self.key = CheckpointKey(project, logstore, 0, STARTED_SCOPE)
+
+    def recorded(self) -> bool:
+        return self.store.load(self.key) is not None
+
+    def record(self) -> None:
+        self.store.save(self.key, Checkpoint(cursor_from_position(0)))
+
+
+class ConsumerGroupRunMarker:
+    """The marker as a consumer group of its own, `<SLS_CONSUMER_GROUP>-trigger-runner-started`.
+
+    A consumer group holds checkpoints per shard only, and SLS answers an empty list for a shard that no longer
+    exists: a checkpoint would vanish with the shard it sits on. The group's existence belongs to the logstore.
+    """
+
+    def __init__(self, store: SlsConsumerGroupStore, project: str, logstore: str) -> None:
+        self.client = store.client
+        self.project = project
+        self.logstore = logstore
+        self.group = store.group_name(CheckpointKey(project, logstore, 0, STARTED_SCOPE))
+        self.timeout = store.group_timeout
+
+    def recorded(self) -> bool:
+        try:
+            self.client.get_check_point(self.project, self.logstore, self.group)
+        except LogException as exc:
+            if exc.get_error_code() == "ConsumerGroupNotExist":
+                return False
+            raise self._error("read", exc) from exc
+        return True
+
+    def record(self) -> None:
+        try:
+            self.client.create_consumer_group(self.project, self.logstore, self.group, self.timeout)
+        except LogException as exc:
+            if exc.get_error_code() != "ConsumerGroupAlreadyExist":
+                raise self._error("create", exc) from exc
+
+    def _error(self, what: str, exc: LogException) -> CheckpointError:
+        msg = (f"cannot {what} consumer group {self.group!r} of {self.project}/{self.logstore}, the runner's "
+               f"marker that it has run there: {exc.get_error_code()} {exc.get_error_message()} (the role needs "
+               "log:GetCheckPoint and log:CreateConsumerGroup)")
+        return CheckpointError(msg)
+
+
+def trigger_run_marker(store: CheckpointStore, project: str, logstore: str) -> RunMarker:
+    if isinstance(store, SlsConsumerGroupStore):
+        return ConsumerGroupRunMarker(store, project, logstore)
+    return StoredRunMarker(store, project, logstore)
 
 
 @dataclass(frozen=True)
@@ -76,6 +154,8 @@ class RoundStats:
     records: int = 0
     produced: int = 0
     dead_lettered: int = 0
+    gaps: int = 0
+    gap_log_groups: int = 0
     max_lag_seconds: float = 0.0
     seconds: float = 0.0
 
@@ -84,6 +164,8 @@ class RoundStats:
         self.records += summary.records_read
         self.produced += summary.produced
         self.dead_lettered += summary.dead_lettered
+        self.gaps += len(summary.gaps)
+        self.gap_log_groups += sum(gap["log_groups"] for gap in summary.gaps)
         self.max_lag_seconds = max(self.max_lag_seconds, summary.lag_seconds or 0.0)
 
 
@@ -98,7 +180,8 @@ class StopFlag(Protocol):
 def invocation_retrying(max_retry: int, stop: StopFlag, sleep: Callable[[float], Any], what: str) -> Retrying:
     """The trigger's retry policy for one event: `max_retry` retries with backoff, cut short by `stop`.
 
-    Like the trigger, it retries whatever the function raised, except errors the same event reproduces.
+    Like the trigger, it retries whatever the function raised, except errors the same event reproduces (an
+    expired cursor under SLS_INVALID_CURSOR_POLICY=fail among them).
     """
 
     def before_sleep(state: RetryCallState) -> None:
@@ -108,7 +191,7 @@ def invocation_retrying(max_retry: int, stop: StopFlag, sleep: Callable[[float],
 
     return Retrying(
         retry=retry_if_exception(lambda exc: isinstance(exc, Exception) and
-                                 not isinstance(exc, (ConfigError, EventError))),
+                                 not isinstance(exc, (ConfigError, EventError, CursorExpiredError))),
         stop=stop_any(stop_after_attempt(max_retry + 1), lambda _: stop.is_set()),
         wait=wait_exponential_jitter(multiplier=1.0, max=30.0, jitter=1.0),
         sleep=sleep,
@@ -138,6 +221,9 @@ class TriggerRunner:
         client = runtime.sls_client(config.endpoint, credentials)
         self.logstore = Logstore(client, config.project, config.logstore)
         self.store = trigger_progress_store(runtime, client)
+        self.marker = trigger_run_marker(self.store, config.project, config.logstore)
+        self.policy = runtime.settings.source.invalid_cursor_policy
+        self._has_run: bool | None = None
         self._drained: set[int] = set()
         self.rounds = 0
 
@@ -159,7 +245,6 @@ class TriggerRunner:
 
     def run_round(self) -> RoundStats:
         """One poll of every shard, catching each up to the end cursor it has when the round reaches it."""
-        first_round = self.rounds == 0
         self.rounds += 1
         started = time.monotonic()
         stats = RoundStats()
@@ -167,7 +252,7 @@ class TriggerRunner:
         progress = {s.shard: self._progress(s.shard) for s in shards}
         # --start applies only when the runner has never run on this logstore; shards that appear later
         # (split/merge children, or shards added while it was down) are read from their beginning.
-        start = self.config.start if first_round and all(p is None for p in progress.values()) else BEGIN
+        start = BEGIN if self._run_before(progress) else self.config.start
         # Every new shard's start is saved before any invocation, so a crash now cannot change where it starts.
         for shard in shards:
             if progress[shard.shard] is None:
@@ -180,11 +265,27 @@ class TriggerRunner:
             self._poll_shard(shard, progress[shard.shard], stats)
         stats.seconds = time.monotonic() - started
         rate = stats.records / stats.seconds if stats.seconds > 0 else 0.0
-        log.info("round %d: %d shard(s), %d invocation(s), %d failed, %d records (%d produced, %d dead-lettered) in "
-                 "%.2fs = %.0f records/s, max lag %.1fs", self.rounds, stats.shards, stats.invocations,
-                 stats.failed, stats.records, stats.produced, stats.dead_lettered, stats.seconds, rate,
-                 stats.max_lag_seconds)
+        log.info("round %d: %d shard(s), %d invocation(s), %d failed, %d records (%d produced, %d dead-lettered), "
+                 "%d gap(s) (%d log group(s) lost) in %.2fs = %.0f records/s, max lag %.1fs", self.rounds,
+                 stats.shards, stats.invocations, stats.failed, stats.records, stats.produced, stats.dead_lettered,
+                 stats.gaps, stats.gap_log_groups, stats.seconds, rate, stats.max_lag_seconds)
         return stats
+
+    def _run_before(self, progress: dict[int, str | None]) -> bool:
+        """Whether the runner ran on this logstore before this round; records that it has from now on.
+
+        The marker is recorded before the first round saves any start: a crash in between then reads the
+        shards from their beginning on restart (more than asked, nothing skipped). Progress without a marker
+        was saved by a runner from before the marker existed.
+        """
+        if self._has_run is None:
+            marked = self.marker.recorded()
+            ran = marked or any(p is not None for p in progress.values())
+            if not marked:
+                self.marker.record()
+            self._has_run = True
+            return ran
+        return True
 
     def _progress(self, shard: int) -> str | None:
         saved = self.store.load(self._key(shard))
@@ -197,30 +298,50 @@ class TriggerRunner:
         end = self.logstore.cursor(shard.shard, "end")
         # Catch-up: back-to-back events until the end seen at the start of the round.
         while cursor_position(progress) < cursor_position(end) and not self.stop.is_set():
-            window_end = self._window_end(shard.shard, progress, end)
-            event = self._event(shard.shard, progress, window_end)
+            event = self._next_event(shard.shard, progress, end)
             try:
                 stats.add(self._invoke(event))
             except InvocationFailedError as exc:
                 stats.failed += 1
                 log.error("%s", exc)
                 return
-            self.store.save(self._key(shard.shard), Checkpoint(window_end))
-            progress = window_end
+            self.store.save(self._key(shard.shard), Checkpoint(event.end_cursor))
+            progress = event.end_cursor
         if shard.readonly and cursor_position(progress) >= cursor_position(end):
             log.info("shard %d is readonly and drained; no longer polled", shard.shard)
             self._drained.add(shard.shard)
+
+    def _next_event(self, shard: int, progress: str, end: str) -> TriggerEvent:
+        """The event from `progress`: one interval's worth of data, as the trigger gives a lagging shard.
+
+        Progress older than the oldest data kept still begins the event, as the trigger's retry of it would:
+        the processor applies SLS_INVALID_CURSOR_POLICY from its own checkpoint, which knows what was delivered,
+        and reports what it could not read as a gap. The window is then measured from the oldest data kept, or
+        runs to `end` under 'end' (skip to the newest data).
+        """
+        kept = self.logstore.cursor(shard, "begin")
+        expired = cursor_position(progress) < cursor_position(kept)
+        if expired:
+            log.warning("shard %d: the runner's progress %s points at data retention removed (oldest kept: %s); "
+                        "the next event begins there and SLS_INVALID_CURSOR_POLICY=%s applies", shard, progress,
+                        kept, self.policy)
+        first = kept if expired else progress
+        if (expired and self.policy == "end") or cursor_position(first) >= cursor_position(end):
+            window_end = end
+        else:
+            window_end = self._window_end(shard, first, end)
+        c = self.config
+        # The event's cursorTime is its last group's receive time, unknown once that group expired too.
+        cursor_time = (self.logstore.last_time_before(shard, window_end)
+                       if cursor_position(kept) < cursor_position(window_end) else None)
+        return TriggerEvent(c.endpoint, c.project, c.logstore, shard, progress, window_end, c.parameter, c.job_name,
+                            str(uuid.uuid4()), cursor_time)
 
     def _window_end(self, shard: int, begin: str, end: str) -> str:
         """At most one interval's worth of data from `begin`, as the trigger gives a lagging shard."""
         first = self.logstore.group_time(shard, begin)
         cut = self.logstore.cursor(shard, first + max(1, int(self.config.interval)))
         return cut if cursor_position(begin) < cursor_position(cut) < cursor_position(end) else end
-
-    def _event(self, shard: int, begin: str, end: str) -> TriggerEvent:
-        c = self.config
-        return TriggerEvent(c.endpoint, c.project, c.logstore, shard, begin, end, c.parameter, c.job_name,
-                            str(uuid.uuid4()), self.logstore.last_time_before(shard, end))
 
     def _invoke(self, event: TriggerEvent) -> Summary:
         retrying = invocation_retrying(self.config.max_retry, self.stop, self._sleep, f"shard {event.shard}")
