@@ -31,7 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -45,7 +45,7 @@ from processor.poller import StopFlag, invocation_retrying
 from processor.retry import DeadlineLogClient, RetryStats, sls_retrying
 from processor.runtime import Runtime
 from processor.shards import Logstore, Position, ShardInfo, cursor_from_position
-from processor.source import Gap, ShardRangeSource
+from processor.source import MAX_PAGE_BYTES, Gap, ShardRangeSource
 
 log = logging.getLogger(__name__)
 
@@ -136,17 +136,20 @@ class JobManifest:
     request: JobRequest
     ranges: tuple[ShardRange, ...]
     created_at: float = field(default_factory=time.time)
+    # Set once every shard reached its end: the job's checkpoints may be gone then (its consumer group deleted).
+    completed_at: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "project": self.project, "logstore": self.logstore,
                 "request": self.request.as_dict(),
                 "ranges": [{"shard": r.shard, "begin": r.begin, "end": r.end} for r in self.ranges],
-                "created_at": self.created_at}
+                "created_at": self.created_at, "completed_at": self.completed_at}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> JobManifest:
         return cls(doc["job_id"], doc["project"], doc["logstore"], JobRequest.from_dict(doc["request"]),
-                   tuple(ShardRange(r["shard"], r["begin"], r["end"]) for r in doc["ranges"]), doc["created_at"])
+                   tuple(ShardRange(r["shard"], r["begin"], r["end"]) for r in doc["ranges"]), doc["created_at"],
+                   doc.get("completed_at"))
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -179,6 +182,21 @@ class JobManifests:
 
     def record(self, manifest: JobManifest) -> JobManifest:
         """Record `manifest` unless the job has one already; returns the one recorded."""
+        self._write(manifest, overwrite=False)
+        recorded = self.load(manifest.project, manifest.logstore, manifest.job_id)
+        if recorded is None:
+            path = self.path(manifest.project, manifest.logstore, manifest.job_id)
+            msg = f"backfill job manifest {path} disappeared right after it was recorded; is {self.directory} shared?"
+            raise CheckpointError(msg)
+        return recorded
+
+    def complete(self, manifest: JobManifest) -> JobManifest:
+        """Mark the job complete: from now on a re-run reports it done without reading any checkpoint."""
+        done = replace(manifest, completed_at=time.time())
+        self._write(done, overwrite=True)
+        return done
+
+    def _write(self, manifest: JobManifest, overwrite: bool) -> None:
         path = self.path(manifest.project, manifest.logstore, manifest.job_id)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,25 +207,22 @@ class JobManifests:
                     fh.flush()
                     os.fsync(fh.fileno())
                 try:
-                    os.link(tmp, path)
+                    if overwrite:
+                        os.replace(tmp, path)
+                    else:
+                        os.link(tmp, path)
                 except FileExistsError:
-                    pass
-                else:
-                    dir_fd = os.open(path.parent, os.O_DIRECTORY)
-                    try:
-                        os.fsync(dir_fd)
-                    finally:
-                        os.close(dir_fd)
+                    return
+                dir_fd = os.open(path.parent, os.O_DIRECTORY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
             finally:
                 Path(tmp).unlink(missing_ok=True)
         except OSError as exc:
             msg = f"cannot record backfill job manifest {path}: {exc}"
             raise CheckpointError(msg) from exc
-        recorded = self.load(manifest.project, manifest.logstore, manifest.job_id)
-        if recorded is None:
-            msg = f"backfill job manifest {path} disappeared right after it was recorded; is {self.directory} shared?"
-            raise CheckpointError(msg)
-        return recorded
 
 
 def bind_job(manifests: JobManifests, job: BackfillJob, request: JobRequest,
@@ -312,7 +327,8 @@ class DryRunInvoker:
             s.gaps.append(gap.as_dict())
 
         deadline = self.runtime.deadline(None)
-        client = DeadlineLogClient(self.runtime.sls_client(ev.endpoint, self.credentials), deadline)
+        client = DeadlineLogClient(self.runtime.sls_client(ev.endpoint, self.credentials), deadline,
+                                   max_pull_bytes=MAX_PAGE_BYTES)
         source = ShardRangeSource(client, ev.project, ev.logstore, ev.shard, ev.begin_cursor, ev.end_cursor,
                                   settings.source, sls_retrying(deadline, stats), on_gap, deadline)
         for batch in source:

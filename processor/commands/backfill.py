@@ -12,6 +12,8 @@ from typing import Any, TextIO
 
 import orjson
 
+from checkpoints.base import CheckpointKey
+from checkpoints.sls_consumer_group import SlsConsumerGroupStore
 from processor.backfill import (
     BackfillJob,
     JobManifests,
@@ -25,6 +27,7 @@ from processor.backfill import (
 from processor.backfill_pool import run_parallel, shards_with_progress, stop_flag
 from processor.commands.common import (
     EnvDefault,
+    LogstoreAccess,
     access_from_args,
     add_logstore_options,
     apply_log_level,
@@ -103,12 +106,21 @@ def run(args: argparse.Namespace) -> int:
 
     job = BackfillJob(access.endpoint, access.project, access.logstore, job_id, args.groups_per_event,
                       args.max_retry, parameter)
+    manifests = JobManifests(settings.checkpoint.directory)
     if args.dry_run:
         ranges = planned()  # no checkpoints, so nothing to bind the range to
     else:
-        ranges = bind_job(JobManifests(settings.checkpoint.directory), job,
-                          JobRequest.of(start, stop, args.shards, parameter), planned,
+        ranges = bind_job(manifests, job, JobRequest.of(start, stop, args.shards, parameter), planned,
                           lambda rs: shards_with_progress(job, settings, rs, access.credentials))
+        done = manifests.load(job.project, job.logstore, job.job_id)
+        if done is not None and done.completed_at is not None:
+            log.info("backfill job %s is already complete (%s); nothing to do", job_id,
+                     time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(done.completed_at)))
+            finished = [ShardProgress(r.shard, r.log_groups, len(job.events(r)), log_groups_done=r.log_groups,
+                                      complete=True) for r in ranges]
+            summary = {**_summary(job, args, 0, finished, 0.0), "already_complete": True}
+            sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+            return 0
     processes = args.processes or max(1, min(len(ranges), os.cpu_count() or 1))
     log.info("backfill job %s (checkpoint scope %s): shards %s, %d log groups, %d process(es)%s", job_id, job.scope,
              ",".join(str(r.shard) for r in ranges), sum(r.log_groups for r in ranges), processes,
@@ -123,12 +135,28 @@ def run(args: argparse.Namespace) -> int:
     with graceful_stop(flag, "the events in flight"):
         results = run_parallel(job, settings, ranges, access.credentials, processes, args.dry_run, flag, view.update)
     view.close()
+    if not args.dry_run and results and all(r.complete and not r.error for r in results):
+        _finish_job(manifests, job, settings, access)
     summary = _summary(job, args, processes, results, time.monotonic() - started)
     out = sys.stderr if args.dry_run else sys.stdout
     out.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     if any(r.error for r in results):
         return EXIT_FAILED
     return 0 if summary["complete"] else EXIT_STOPPED
+
+
+def _finish_job(manifests: JobManifests, job: BackfillJob, settings: Settings, access: LogstoreAccess) -> None:
+    """Record the job complete, then free its consumer group: SLS allows 30 per logstore, and a finished job's
+    checkpoints are not needed once its manifest says it is complete."""
+    recorded = manifests.load(job.project, job.logstore, job.job_id)
+    if recorded is None:
+        return
+    manifests.complete(recorded)
+    if settings.checkpoint.store == "sls":
+        store = SlsConsumerGroupStore(access.logstore_api().client, settings.checkpoint.consumer_group)
+        if store.drop_scope(job.project, job.logstore, job.scope):
+            log.info("backfill job %s complete: consumer group %s deleted", job.job_id,
+                     store.group_name(CheckpointKey(job.project, job.logstore, 0, job.scope)))
 
 
 def _require_one_shard(shards: list[ShardInfo], wanted: list[int] | None) -> None:

@@ -319,3 +319,19 @@ def test_backfill_to_end_rerun_keeps_the_end_resolved_at_its_first_run(stack, jo
                                                                    for s in summary_of(first)["shards"]]
     assert "resuming the ranges recorded at its first run" in rerun.stderr
     assert stack.delivered() == Counter(first_data)
+
+
+def test_backfill_with_the_sls_store_deletes_its_consumer_group_when_complete(stack):
+    """SLS allows 30 consumer groups per logstore: a finished job gives its group back, and stays complete."""
+    expected = stack.write(2000)
+    stack.env["CHECKPOINT_STORE"] = "sls"
+    first = stack.cli("backfill", "--job-id", "cg-job", "--groups-per-event", "10")
+    assert first.returncode == 0, first.stderr
+    groups = {g.get_consumer_group_name() for g in
+              stack.client.list_consumer_group(stack.project, stack.logstore).get_consumer_groups()}
+    assert not any(name.endswith("-backfill-cg-job") for name in groups), groups
+    rerun = stack.cli("backfill", "--job-id", "cg-job")
+    assert rerun.returncode == 0, rerun.stderr
+    summary = summary_of(rerun)
+    assert (summary["already_complete"], summary["complete"], summary["produced"]) == (True, True, 0)
+    assert stack.delivered() == Counter(expected)
