@@ -8,12 +8,15 @@ import time
 from collections import Counter
 
 import pytest
-from commands_support import checkpoint_files, stack_fixture, wait_for  # noqa: F401  (the `stack` fixture)
+from commands_support import checkpoint_files, make_stack, stack_fixture, wait_for  # noqa: F401  (`stack`)
 
+from checkpoints.base import CheckpointKey
+from checkpoints.file import FileCheckpointStore
 from processor.credentials import Credentials
 from processor.errors import ConfigError
+from processor.event import TriggerEvent
 from processor.pipeline import MAX_IN_FLIGHT_BATCHES
-from processor.poller import TriggerConfig, TriggerRunner, invocation_retrying
+from processor.poller import STARTED_SCOPE, TRIGGER_SCOPE, TriggerConfig, TriggerRunner, invocation_retrying
 from processor.runtime import Runtime
 from processor.shards import BEGIN, Position
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
@@ -149,6 +152,111 @@ def test_run_lagging_shard_caught_up_in_interval_sized_events(stack, sls_clock):
     # 5 writes 3 s apart on each of 2 shards: one event per write and shard, not one per shard.
     assert stats[0].invocations == 10
     assert stack.delivered() == Counter(stack.written)
+
+
+# ------------------------------------------------------------------- expired progress, the run marker
+
+
+@pytest.fixture
+def one_shard(sls_client, sls_proxy_env, sls_project, kafka, topic_factory, tmp_path):
+    return make_stack(sls_client, sls_proxy_env, sls_project, kafka.bootstrap, topic_factory(partitions=3),
+                      topic_factory(), tmp_path / "checkpoints", shards=1)
+
+
+def expire_progress(stack, sls_clock, sls_emulator, lost_groups: int = 4) -> list[bytes]:
+    """Deliver 200 records, then write `lost_groups` groups and let retention remove all of it; returns the 200."""
+    runner = runner_for(stack, start=BEGIN)
+    first = stack.write(200)
+    runner.run(iterations=1)
+    stack.write(lost_groups * 50)
+    sls_clock.advance(100)
+    sls_emulator.store.set_ttl_seconds(stack.project, stack.logstore, 50)
+    return first
+
+
+def test_run_expired_progress_policy_end_skips_to_the_newest_data_and_reports_it(one_shard, sls_clock,
+                                                                                  sls_emulator, caplog):
+    first = expire_progress(one_shard, sls_clock, sls_emulator)
+    skipped = one_shard.write(300)
+    one_shard.extra["SLS_INVALID_CURSOR_POLICY"] = "end"
+    with caplog.at_level("INFO"):
+        [stats] = runner_for(one_shard).run(iterations=1)
+    # The 4 expired groups and the 6 kept ones up to the end: the newest data from here on.
+    assert (stats.failed, stats.gaps, stats.gap_log_groups, stats.records) == (0, 1, 10, 0)
+    assert "DATA GAP" in caplog.text
+    later = one_shard.write(100)
+    runner_for(one_shard).run(iterations=1)
+    assert one_shard.delivered() == Counter(first + later)
+    assert not set(skipped) & set(one_shard.delivered())
+
+
+def test_run_expired_progress_policy_fail_fails_the_shard_naming_the_policy_without_retrying(one_shard, sls_clock,
+                                                                                            sls_emulator, caplog):
+    expire_progress(one_shard, sls_clock, sls_emulator)
+    kept = one_shard.write(100)
+    one_shard.extra["SLS_INVALID_CURSOR_POLICY"] = "fail"
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="processor.poller"):
+        [stats] = runner_for(one_shard, max_retry=3).run(iterations=1)
+    assert (stats.failed, stats.invocations) == (1, 0)
+    assert time.monotonic() - started < 5  # the same event fails the same way: not retried with backoff
+    assert "SLS_INVALID_CURSOR_POLICY=fail stops here" in caplog.text
+    assert "invocation failed (attempt" not in caplog.text
+    # Set to 'begin', the next run reports the gap and delivers what is kept.
+    one_shard.extra["SLS_INVALID_CURSOR_POLICY"] = "begin"
+    [stats] = runner_for(one_shard).run(iterations=1)
+    assert (stats.failed, stats.gaps, stats.gap_log_groups, stats.records) == (0, 1, 4, 100)
+    assert set(kept) <= set(one_shard.delivered())
+
+
+def test_run_expired_progress_with_nothing_kept_and_nothing_new_ends_the_gap_at_the_end(one_shard, sls_clock,
+                                                                                        sls_emulator):
+    first = expire_progress(one_shard, sls_clock, sls_emulator)
+    runner = runner_for(one_shard)
+    [stats] = runner.run(iterations=1)
+    assert (stats.failed, stats.gaps, stats.gap_log_groups) == (0, 1, 4)
+    # Progress is at the end now: the next round has nothing to do and no gap to report.
+    [stats] = runner.run(iterations=1)
+    assert (stats.invocations, stats.gaps) == (0, 0)
+    assert one_shard.delivered() == Counter(first)
+
+
+def test_run_expired_progress_behind_the_processors_checkpoint_reports_no_gap(one_shard, sls_clock, sls_emulator):
+    runner = runner_for(one_shard, start=BEGIN)
+    first = one_shard.write(200)
+    runner.run(iterations=1)
+    progress = runner.store.load(CheckpointKey(one_shard.project, one_shard.logstore, 0, TRIGGER_SCOPE)).cursor
+    # The processor delivers more than the runner recorded (as when the runner stops before saving progress).
+    second = one_shard.write(200)
+    _, end = one_shard.cursors(0)
+    event = TriggerEvent(one_shard.endpoint, one_shard.project, one_shard.logstore, 0, progress, end, {}, "job", "t")
+    runtime = Runtime.from_env(one_shard.variables)
+    try:
+        runtime.process(event, CREDS)
+    finally:
+        runtime.close()
+    sls_clock.advance(100)
+    third = one_shard.write(200)
+    sls_emulator.store.set_ttl_seconds(one_shard.project, one_shard.logstore, 50)
+    [stats] = runner_for(one_shard).run(iterations=1)
+    # What retention took was delivered: no gap, and the run goes on from the processor's checkpoint.
+    assert (stats.failed, stats.gaps, stats.records) == (0, 0, 200)
+    assert one_shard.delivered() == Counter(first + second + third)
+
+
+def test_run_marker_recorded_on_the_first_run_and_progress_from_before_it_counts_as_a_run(stack):
+    store = FileCheckpointStore(stack.checkpoints)
+    marker = CheckpointKey(stack.project, stack.logstore, 0, STARTED_SCOPE)
+    runner_for(stack).run(iterations=1)
+    assert store.load(marker) is not None
+    # A runner from before the marker left progress on shard 0 only: shard 1 is new, read from its beginning.
+    store.path(marker).unlink()
+    store.path(CheckpointKey(stack.project, stack.logstore, 1, TRIGGER_SCOPE)).unlink()
+    written = stack.write(400)
+    [stats] = runner_for(stack).run(iterations=1)
+    assert stats.records == 400
+    assert store.load(marker) is not None
+    assert stack.delivered() == Counter(written)
 
 
 # ------------------------------------------------------------------------------------- as a subprocess
