@@ -28,7 +28,7 @@ from processor.deadline import Deadline
 from processor.event import TriggerEvent
 from processor.projection import Projector
 from processor.sink import DeliveryTracker, KafkaSink
-from processor.source import FIRST_PULL_COUNT, page_count
+from processor.source import FIRST_PULL_COUNT, largest_group_bytes, page_count
 
 STAGES = ("pull", "decompress", "decode", "project", "produce", "acks")
 
@@ -92,7 +92,7 @@ def _run(spec: Spec, settings: Settings, projector: Projector, sink: KafkaSink,
             sink.poll()
             seconds["acks"] += time.perf_counter() - t2
             raw += resp.get_raw_size()
-            count = page_count(settings.source.pull_count, resp.get_loggroup_count(), resp.get_raw_size(), count)
+            count = page_count(settings.source.pull_count, largest_group_bytes(groups), count)
             cursor = resp.get_next_cursor()
     t3 = time.perf_counter()
     deadline = Deadline.after(120)

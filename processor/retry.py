@@ -119,44 +119,70 @@ SDK_RETRY_PAUSE_SECONDS = 1.0
 MIN_REQUEST_SECONDS = 0.05
 
 
+class PullTooLargeError(SourceError):
+    """A PullLogs response of several log groups was over the page limit; its body was not read."""
+
+    def __init__(self, groups: int, raw_size: int, limit: int) -> None:
+        super().__init__(f"PullLogs answered {groups} log groups of {raw_size} bytes, over the page limit of "
+                         f"{limit} bytes: pull fewer groups")
+        self.groups = groups
+        self.raw_size = raw_size
+
+
 class DeadlineLogClient(LogClient):
     """A view of `client` whose every HTTP request, the SDK's own retries included, ends by `deadline`.
 
-    The SDK reads `_timeout` for each request it sends, so here it is the time left, capped at the client's
-    own timeout. A request that would start with no time left, or a failure the SDK would retry only after the
-    deadline, raises `BudgetExceededError`: it is no `LogException`, so neither the SDK nor `sls_retrying`
-    retries it. The view shares the client's endpoint, signer and keep-alive session (LogClient's constructor
-    would resolve the endpoint and open new connections).
+    Each request's timeout is the time left, capped at the client's own timeout. A request that would start
+    with no time left, or a failure the SDK would retry only after the deadline, raises `BudgetExceededError`:
+    it is no `LogException`, so neither the SDK nor `sls_retrying` retries it.
+
+    With `max_pull_bytes`, a PullLogs response of more than one log group whose uncompressed size (a header)
+    is over it raises `PullTooLargeError` before its body is read: the SDK would hold the body twice while
+    decompressing, so one response of 1,000 large groups could take GBs.
+
+    The view shares the client's endpoint, signer and keep-alive session (LogClient's constructor would resolve
+    the endpoint and open new connections). It replaces the SDK's `_getHttpResponse`, the one place every
+    request goes through, keeping its contract: (status, body, headers), or `LogRequestError` for a failure.
     """
 
-    def __init__(self, client: LogClient, deadline: Deadline) -> None:
-        state = dict(vars(client))
-        self.max_request_seconds: float = state.pop("_timeout")
-        vars(self).update(state)
+    def __init__(self, client: LogClient, deadline: Deadline, max_pull_bytes: int | None = None) -> None:
+        vars(self).update(vars(client))
         self.deadline = deadline
-
-    @property
-    def _timeout(self) -> float:
-        return max(min(self.max_request_seconds, self.deadline.remaining()), MIN_REQUEST_SECONDS)
-
-    @_timeout.setter
-    def _timeout(self, value: float) -> None:
-        self.max_request_seconds = value
+        self.max_pull_bytes = max_pull_bytes
 
     def _getHttpResponse(self, method: str, url: str, params: Any, body: Any,
                          headers: Any) -> tuple[int, bytes, Any]:
         what = f"SLS {method} {url.split('?', maxsplit=1)[0]}"
-        if self.deadline.remaining() < MIN_REQUEST_SECONDS:
+        left = self.deadline.remaining()
+        if left < MIN_REQUEST_SECONDS:
             msg = f"time budget spent before {what} could be sent"
             raise BudgetExceededError(msg)
+        headers["User-Agent"] = self._user_agent
         try:
-            status, content, resp_headers = super()._getHttpResponse(method, url, params, body, headers)
-        except LogException as exc:
+            resp = self._get_http_sender(method)(url, params=params, data=body, headers=headers, stream=True,
+                                                 timeout=min(self._timeout, left))
+            too_large = self._too_large(resp, params)
+            if too_large is None:
+                content = resp.content
+        except Exception as exc:
             if self.deadline.remaining() < SDK_RETRY_PAUSE_SECONDS:
-                msg = f"{what} got no answer within the time budget: {exc.get_error_message()}"
+                msg = f"{what} got no answer within the time budget: {exc}"
                 raise BudgetExceededError(msg) from exc
-            raise
-        if status >= 500 and self.deadline.remaining() < SDK_RETRY_PAUSE_SECONDS:
-            msg = f"{what} answered HTTP {status} with no time left in the budget to try again"
+            raise LogException("LogRequestError", str(exc)) from exc
+        if too_large is not None:
+            resp.close()
+            raise too_large
+        if resp.status_code >= 500 and self.deadline.remaining() < SDK_RETRY_PAUSE_SECONDS:
+            msg = f"{what} answered HTTP {resp.status_code} with no time left in the budget to try again"
             raise BudgetExceededError(msg)
-        return status, content, resp_headers
+        return resp.status_code, content, resp.headers
+
+    def _too_large(self, resp: Any, params: Any) -> PullTooLargeError | None:
+        is_pull = params.get("type") == "log" and "cursor" in params and "count" in params
+        if not is_pull or self.max_pull_bytes is None or resp.status_code != 200:
+            return None
+        groups = int(resp.headers.get("x-log-count") or 0)
+        raw_size = int(resp.headers.get("x-log-bodyrawsize") or 0)
+        if groups > 1 and raw_size > self.max_pull_bytes:
+            return PullTooLargeError(groups, raw_size, self.max_pull_bytes)
+        return None

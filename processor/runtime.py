@@ -23,6 +23,7 @@ from processor.pipeline import RangePipeline, Summary
 from processor.projection import Projector
 from processor.retry import DeadlineLogClient, RetryStats, is_transient_sls_error, sls_retrying
 from processor.sink import KafkaSink, TransactionalKafkaSink
+from processor.source import MAX_PAGE_BYTES
 from processor.transactional import ExactlyOncePipeline
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class Runtime:
         stats = RetryStats()
         deadline = self.deadline(timeout_seconds)
         # Every SLS request of the invocation, the SDK's own retries included, ends by its deadline.
-        client = DeadlineLogClient(shared_client, deadline)
+        client = DeadlineLogClient(shared_client, deadline, max_pull_bytes=MAX_PAGE_BYTES)
         key = CheckpointKey(event.project, event.logstore, event.shard, scope)
         args = (event, client, self.projector(settings))
         store = self.checkpoint_store(shared_client)

@@ -16,7 +16,7 @@ from processor.config import SourceConfig
 from processor.deadline import Deadline
 from processor.errors import BudgetExceededError, CursorExpiredError, SourceError
 from processor.event import cursor_position
-from processor.retry import name_resolution_error
+from processor.retry import PullTooLargeError, name_resolution_error
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,10 @@ class Gap:
 # Uncompressed bytes a page aims at: `pull_count` is lowered to fit, so a batch (and the records it puts in
 # flight) stays a few MB whatever the group sizes; a pull's own overhead is ~1 ms, small against ~13k records.
 TARGET_PAGE_BYTES = 2 << 20
+# A PullLogs response over this is refused before its body is read (`retry.DeadlineLogClient`) and pulled again
+# in fewer groups: after tiny groups have let the count grow to 1,000, one response could hold 1,000 groups of
+# up to 5 MB each (SLS's limit), which the SDK holds twice while decompressing.
+MAX_PAGE_BYTES = 4 * TARGET_PAGE_BYTES
 FIRST_PULL_COUNT = 4
 # Pages pulled ahead of the one being produced: the SDK's socket reads and lz4 release the GIL, so the next
 # pull overlaps producing the current page.
@@ -133,7 +137,7 @@ class ShardRangeSource:
         count = min(self.config.pull_count, FIRST_PULL_COUNT)
         # Pull at least once, even for an empty range: SLS then vouches for the shard and the cursor.
         while True:
-            cursor, resp = self._pull(cursor, count)
+            cursor, count, resp = self._pull(cursor, count)
             if resp is None:
                 return
             next_cursor = resp.get_next_cursor()
@@ -145,19 +149,28 @@ class ShardRangeSource:
                            f"{self.shard}, before the range's end cursor {self.end}")
                     raise SourceError(msg)
                 return
-            raw_size = resp.get_raw_size()
-            yield Batch(cursor, next_cursor, resp.loggroup_list.LogGroups, raw_size)
+            batch = Batch(cursor, next_cursor, resp.loggroup_list.LogGroups, resp.get_raw_size())
+            del resp
+            yield batch
             if next_cursor in (cursor, self.end):
                 return
             cursor = next_cursor
-            count = page_count(self.config.pull_count, groups, raw_size, count)
+            count = page_count(self.config.pull_count, largest_group_bytes(batch.groups), count)
+            # The caller is done with this page once it asks for the next: do not hold it during that pull.
+            del batch
 
-    def _pull(self, cursor: str, count: int) -> tuple[str, PullResponse | None]:
-        """Pull from `cursor`; returns the cursor actually read from (it moves when data expired)."""
+    def _pull(self, cursor: str, count: int) -> tuple[str, int, PullResponse | None]:
+        """Pull up to `count` groups from `cursor`; returns the cursor actually read from (it moves when data
+        expired) and the count asked for (lowered when the response was too large)."""
         while True:
             try:
-                return cursor, self.retrying(self.client.pull_logs, self.project, self.logstore, self.shard, cursor,
-                                             count=count, end_cursor=self.end, **self._compress)
+                resp = self.retrying(self.client.pull_logs, self.project, self.logstore, self.shard, cursor,
+                                     count=count, end_cursor=self.end, **self._compress)
+                return cursor, count, resp
+            except PullTooLargeError as exc:
+                log.info("%s/%s shard %d at cursor %s: %s", self.project, self.logstore, self.shard, cursor, exc)
+                count = max(1, exc.groups * TARGET_PAGE_BYTES // exc.raw_size)
+                continue
             except LogException as exc:
                 if exc.get_error_code() != "InvalidCursor":
                     raise self._error(exc) from exc
@@ -165,7 +178,7 @@ class ShardRangeSource:
             # Recovered outside the except block, so an error while recovering is not chained to this one.
             moved = self._recover_invalid_cursor(cursor, invalid)
             if moved is None:
-                return cursor, None
+                return cursor, count, None
             cursor = moved
 
     def _error(self, exc: LogException) -> SourceError:
@@ -205,15 +218,21 @@ class ShardRangeSource:
         return None if resume == self.end else resume
 
 
-def page_count(limit: int, groups: int, raw_size: int, current: int) -> int:
-    """Log groups for the next pull: as many as fit TARGET_PAGE_BYTES at the last page's mean group size.
+def page_count(limit: int, largest_group: int, current: int) -> int:
+    """Log groups for the next pull: as many groups as large as the last page's largest as fit TARGET_PAGE_BYTES.
 
-    At most double the last count: a page of a few small groups says little about the next ones (group sizes
-    run from a few logs to 4,096), and a jump from 16 to 1,000 groups could pull a hundred MB at once.
+    The largest, not the mean: one large group among many small ones would otherwise let the next page hold
+    many large ones. At most double the last count: a page of a few small groups says little about the next
+    ones (group sizes run from a few logs to 4,096, up to 5 MB). A page that went over shrinks at once.
     """
-    if not groups or not raw_size:
+    if largest_group <= 0:
         return current
-    return max(1, min(limit, 2 * current, TARGET_PAGE_BYTES * groups // raw_size))
+    return max(1, min(limit, 2 * current, TARGET_PAGE_BYTES // largest_group))
+
+
+def largest_group_bytes(groups: Sequence[Any]) -> int:
+    """Serialized size of the largest log group of a page (upb computes it in C: ~1 ms for a 2 MB page)."""
+    return max((group.ByteSize() for group in groups), default=0)
 
 
 _END = object()
@@ -242,6 +261,7 @@ def _prefetch(pages: Iterator[Batch], name: str, deadline: Deadline) -> Generato
             for page in pages:
                 if not put(page):
                     return
+                del page  # not held while the next page is pulled
         except BaseException as exc:  # handed to the caller, which raises it
             put(_Failed(exc))
             return

@@ -10,7 +10,7 @@ from pipeline_support import put_groups
 from processor.backfill import plan
 from processor.deadline import Deadline
 from processor.errors import BudgetExceededError, SourceError
-from processor.retry import DeadlineLogClient
+from processor.retry import DeadlineLogClient, PullTooLargeError
 from processor.shards import BEGIN, END, Logstore, ShardInfo
 
 
@@ -84,3 +84,19 @@ def test_backfill_planning_with_a_hung_get_cursor_fails_within_its_budget(sls_cl
 
     assert "GetCursor" in str(error)
     assert elapsed < 2.6
+
+
+def test_a_pull_over_the_page_limit_is_refused_on_its_headers_and_a_single_group_is_not(sls_client, sls_project):
+    sls_client.create_logstore(sls_project, "big", ttl=1, shard_count=1)
+    put_groups(sls_client, sls_project, "big", [[{"content": "x" * (1 << 20)}]] * 3)
+    begin = sls_client.get_begin_cursor(sls_project, "big", 0).get_cursor()
+    client = DeadlineLogClient(sls_client, Deadline.after(30), max_pull_bytes=2 << 20)
+
+    with pytest.raises(PullTooLargeError) as refused:
+        client.pull_logs(sls_project, "big", 0, begin, count=3)
+    one = client.pull_logs(sls_project, "big", 0, begin, count=1)
+
+    assert refused.value.groups == 3
+    assert refused.value.raw_size > 3 << 20
+    assert one.get_loggroup_count() == 1
+    assert one.get_raw_size() > 1 << 20
