@@ -16,7 +16,7 @@ from processor.commands.common import (
     parse_parameter,
     parse_position,
 )
-from processor.poller import TRIGGER_SCOPE, TriggerConfig, TriggerRunner
+from processor.poller import STARTED_SCOPE, TRIGGER_SCOPE, TriggerConfig, TriggerRunner
 from processor.runtime import Runtime
 
 
@@ -26,7 +26,10 @@ def register(sub: Any) -> None:
         description="Do what the FC log trigger does, against any SLS endpoint: every interval, for every shard "
         "with new data (readonly parents until drained, new children as they appear), build the trigger's event "
         "for [last end cursor, current end cursor) and run the handler on it, retrying failures. Progress is kept "
-        f"in the checkpoint store under the scope {TRIGGER_SCOPE!r}. SIGINT/SIGTERM finish the invocation in "
+        f"in the checkpoint store under the scope {TRIGGER_SCOPE!r}, and that it has run on the logstore under "
+        f"{STARTED_SCOPE!r} (with CHECKPOINT_STORE=sls: the consumer group SLS_CONSUMER_GROUP-{STARTED_SCOPE}). "
+        "Progress that retention overtook follows SLS_INVALID_CURSOR_POLICY; what could not be read is logged as "
+        "a DATA GAP and counted in the round. SIGINT/SIGTERM finish the invocation in "
         "flight and stop; a second signal abandons it (nothing is lost: the next run resumes from the checkpoint). "
         "Kafka and checkpoint settings come from the environment, as for the function.")
     add_logstore_options(p)
@@ -39,7 +42,8 @@ def register(sub: Any) -> None:
     p.add_argument("--start", default="end", metavar="begin|end|TIME",
                    help="where shards start on the first run on a logstore: end (default, new data only, like a "
                    "trigger without startTime), begin (all retained data) or a time (unix seconds or ISO-8601 with "
-                   "offset, like sourceConfig.startTime); later runs continue from their progress")
+                   "offset, like sourceConfig.startTime); later runs continue from their progress, and shards "
+                   "that appear later (a split's children) start from their beginning")
     p.add_argument("--parameter", metavar="JSON",
                    help="the trigger's functionParameter, e.g. '{\"topic\": \"other\"}'")
     stop = p.add_mutually_exclusive_group()
