@@ -83,9 +83,9 @@ def unresolved_message(host: str) -> str:
                 f"up`: export HTTP_PROXY={DEV_EMULATOR_PROXY} SLS_ENDPOINT={DEV_EMULATOR_ENDPOINT} (any name works "
                 "through the proxy)")
     if host.endswith(EMULATOR_SUFFIX):
-        return (f"cannot resolve SLS host {host!r}: *{EMULATOR_SUFFIX} names reach the SLS emulator only through "
-                f"it as an HTTP proxy, and no proxy is set for this request: set HTTP_PROXY to the emulator, as "
-                f"`sls-kafka dev up` prints (export HTTP_PROXY={DEV_EMULATOR_PROXY}), and check NO_PROXY")
+        return (f"cannot resolve SLS host {host!r}: *{EMULATOR_SUFFIX} names work only with the SLS emulator as "
+                f"HTTP proxy, and no proxy applies to this request: set HTTP_PROXY to the emulator as `sls-kafka dev "
+                f"up` prints (export HTTP_PROXY={DEV_EMULATOR_PROXY}) and keep the name out of NO_PROXY")
     return (f"cannot resolve SLS host {host!r} (project {first!r} in front of the endpoint): check the endpoint, "
             "e.g. cn-hangzhou.log.aliyuncs.com (cn-hangzhou-intranet.log.aliyuncs.com inside Alibaba Cloud), the "
             "project name, DNS, or HTTP_PROXY if SLS is reached through a proxy")
