@@ -134,7 +134,8 @@ class DeadlineLogClient(LogClient):
 
     Each request's timeout is the time left, capped at the client's own timeout. A request that would start
     with no time left, or a failure the SDK would retry only after the deadline, raises `BudgetExceededError`:
-    it is no `LogException`, so neither the SDK nor `sls_retrying` retries it.
+    it is no `LogException`, so neither the SDK nor `sls_retrying` retries it. Nor is a host name that does not
+    resolve retried: it raises `SourceError` naming the host at once.
 
     With `max_pull_bytes`, a PullLogs response of more than one log group whose uncompressed size (a header)
     is over it raises `PullTooLargeError` before its body is read: the SDK would hold the body twice while
@@ -168,7 +169,11 @@ class DeadlineLogClient(LogClient):
             if self.deadline.remaining() < SDK_RETRY_PAUSE_SECONDS:
                 msg = f"{what} got no answer within the time budget: {exc}"
                 raise BudgetExceededError(msg) from exc
-            raise LogException("LogRequestError", str(exc)) from exc
+            failure = LogException("LogRequestError", str(exc))
+            # The SDK would try a name that does not resolve 10 times, 1 s apart: it will not resolve either.
+            if (unresolved := name_resolution_error(failure, what)) is not None:
+                raise unresolved from exc
+            raise failure from exc
         if too_large is not None:
             resp.close()
             raise too_large

@@ -98,15 +98,15 @@ def test_name_resolution_failure_is_not_retried():
 
 
 def test_sdk_name_resolution_failure_is_a_source_error_naming_the_host(monkeypatch):
-    """Past the up-front check (a name that stops resolving later), the SDK's error is named, not retried by us."""
+    """Past the up-front check (a name that stops resolving later): one try, named, instead of the SDK's ten."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     client = LogClient("cn-hangzhou.log.emulator", SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET)
     started = time.monotonic()
     with pytest.raises(SourceError) as info:
         Logstore(client, "demo", "driving").shards()
-    # The SDK's own 10 tries, 1 s apart; before, our policy retried them for 60 s more.
-    assert time.monotonic() - started < 20
+    # The SDK's own 10 tries are 1 s apart; before, our policy retried them for 60 s more.
+    assert time.monotonic() - started < 3
     assert "'demo.cn-hangzhou.log.emulator'" in str(info.value)
     assert "HTTP_PROXY" in str(info.value)
 
