@@ -62,8 +62,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("INVOCATION_TIMEOUT_SECONDS", "600", "Time budget when the FC context does not give the "
              "function timeout (local runs)."),
     Variable("TIME_BUDGET_MARGIN_SECONDS", "10", "Stop this long before the FC timeout so progress is saved and "
-             "the invocation fails cleanly instead of being killed."),
-    Variable("LOG_LEVEL", "INFO", "Python logging level."),
+             "the invocation fails cleanly instead of being killed. At most 20% of the timeout is used (a warning "
+             "says so when more is set)."),
+    Variable("LOG_LEVEL", "INFO", "Python logging level of the function and of `run` and `backfill` (`-v`: DEBUG)."),
 )
 
 BY_NAME: dict[str, Variable] = {v.name: v for v in VARIABLES}
