@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from checkpoints.base import Checkpoint, CheckpointKey
+from processor.deadline import Deadline
 from processor.errors import CheckpointError
 
 # Offsets read per step when scanning back from the end for a key's latest checkpoint.
@@ -37,16 +38,18 @@ class KafkaCheckpointStore:
         """The transactional producer `save` writes with; set before each run."""
         self._producer = producer
 
-    def ensure_topic(self) -> None:
+    def ensure_topic(self, deadline: Deadline | None = None) -> None:
         if self._topic_ready:
             return
+        timeout = max(deadline.remaining(), 0.1) if deadline else self.timeout
         admin = self._admin_client()
         futures = admin.create_topics([NewTopic(self.topic, num_partitions=1, replication_factor=-1,
-                                                config={"cleanup.policy": "compact", "segment.ms": "600000"})])
+                                                config={"cleanup.policy": "compact", "segment.ms": "600000"})],
+                                      request_timeout=timeout)
         try:
-            futures[self.topic].result(self.timeout)
+            futures[self.topic].result(timeout)
         except TimeoutError as exc:
-            msg = f"creating checkpoint topic {self.topic!r} took over {self.timeout:.0f}s; is Kafka reachable?"
+            msg = f"creating checkpoint topic {self.topic!r} took over {timeout:.0f}s; is Kafka reachable?"
             raise CheckpointError(msg) from exc
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
@@ -78,39 +81,41 @@ class KafkaCheckpointStore:
                 msg = f"cannot write checkpoint {key} to topic {self.topic!r}: {exc.args[0].str()}"
                 raise CheckpointError(msg) from exc
 
-    def load(self, key: CheckpointKey) -> Checkpoint | None:
-        """The latest committed cursor for `key`.
+    def load(self, key: CheckpointKey, deadline: Deadline | None = None) -> Checkpoint | None:
+        """The latest committed cursor for `key`, read by `deadline` (default: within the store's timeout).
 
         Call it after `init_transactions()`: that returns only once this transactional id's earlier
         transaction is complete, and the scan below waits until every transaction open in the partition at
         that moment is decided, so a checkpoint committed just before is never missed.
         """
-        self.ensure_topic()
+        # One bound for the whole read: a frozen broker must not get a full timeout at every step.
+        deadline = deadline or Deadline.after(self.timeout)
+        self.ensure_topic(deadline)
         tp = TopicPartition(self.topic, 0)
-        high = self._high_watermark(tp)
+        high = self._high_watermark(tp, deadline)
         consumer = self._consumer_client()
         wanted = str(key).encode()
-        low = self._low_watermark(tp)
+        low = self._low_watermark(tp, deadline)
         end = high
         start = max(low, end - _WINDOW)
         while True:
-            found = self._scan(consumer, tp, start, high, wanted)
+            found = self._scan(consumer, tp, start, high, wanted, deadline)
             if found is not None or start <= low:
                 return found
             end, start = start, max(low, start - 2 * (end - start))
 
-    def _scan(self, consumer: Consumer, tp: TopicPartition, start: int, high: int,
-              wanted: bytes) -> Checkpoint | None:
+    def _scan(self, consumer: Consumer, tp: TopicPartition, start: int, high: int, wanted: bytes,
+              deadline: Deadline) -> Checkpoint | None:
         consumer.assign([TopicPartition(tp.topic, tp.partition, start)])
         latest: Checkpoint | None = None
-        deadline = time.monotonic() + self.timeout
         position = start
         while position < high:
-            if time.monotonic() > deadline:
-                msg = (f"checkpoint topic {self.topic!r} did not become readable up to offset {high} within "
-                       f"{self.timeout:.0f}s (a transaction stays open: check transaction.timeout.ms)")
+            if deadline.expired():
+                msg = (f"checkpoint topic {self.topic!r} did not become readable up to offset {high} within the "
+                       "time budget (a transaction stays open, check transaction.timeout.ms, or Kafka does not "
+                       "answer)")
                 raise CheckpointError(msg)
-            for record in consumer.consume(1000, 0.05):
+            for record in consumer.consume(1000, min(0.05, deadline.remaining())):
                 err = record.error()
                 if err is None:
                     if record.key() == wanted and record.offset() < high and record.value():
@@ -123,20 +128,21 @@ class KafkaCheckpointStore:
             position = max(position, consumer.position([tp])[0].offset)
         return latest
 
-    def _high_watermark(self, tp: TopicPartition) -> int:
-        return self._list_offset(tp, OffsetSpec.latest(), IsolationLevel.READ_UNCOMMITTED)
+    def _high_watermark(self, tp: TopicPartition, deadline: Deadline) -> int:
+        return self._list_offset(tp, OffsetSpec.latest(), IsolationLevel.READ_UNCOMMITTED, deadline)
 
-    def _low_watermark(self, tp: TopicPartition) -> int:
-        return self._list_offset(tp, OffsetSpec.earliest(), IsolationLevel.READ_UNCOMMITTED)
+    def _low_watermark(self, tp: TopicPartition, deadline: Deadline) -> int:
+        return self._list_offset(tp, OffsetSpec.earliest(), IsolationLevel.READ_UNCOMMITTED, deadline)
 
-    def _list_offset(self, tp: TopicPartition, spec: OffsetSpec, isolation: IsolationLevel) -> int:
-        deadline = time.monotonic() + self.timeout
+    def _list_offset(self, tp: TopicPartition, spec: OffsetSpec, isolation: IsolationLevel,
+                     deadline: Deadline) -> int:
         while True:
-            futures = self._admin_client().list_offsets({tp: spec}, isolation_level=isolation)
+            futures = self._admin_client().list_offsets({tp: spec}, isolation_level=isolation,
+                                                        request_timeout=max(deadline.remaining(), 0.1))
             try:
-                return int(futures[tp].result(self.timeout).offset)
+                return int(futures[tp].result(max(deadline.remaining(), 0.1)).offset)
             except (KafkaException, TimeoutError) as exc:
-                if time.monotonic() < deadline:
+                if deadline.remaining() > 0.2:
                     # After a broker restart the partition may lack a leader for a moment, and a client can
                     # keep stale leader epochs: start over with a fresh admin client.
                     self._admin = None

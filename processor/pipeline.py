@@ -129,7 +129,7 @@ class RangePipeline:
         ev, s = self.event, self.summary
         if ev.cursor_time is not None:
             s.lag_seconds = round(time.time() - ev.cursor_time, 3)
-        saved = self.store.load(self.key)
+        saved = self.load_checkpoint()
         state, start = resume_point(ev, saved)
         s.start_cursor = s.cursor_reached = start
         s.resumed_from_checkpoint = state in ("resume", "catch-up")
@@ -148,6 +148,9 @@ class RangePipeline:
             log.info("range of %s already delivered (checkpoint %s); nothing to do", self.key, start)
             return None
         return start
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        return self.store.load(self.key)
 
     def record_origin(self, checkpoint: Checkpoint) -> None:
         """Record a shard's first range before reading it (its own transaction in exactly-once mode)."""

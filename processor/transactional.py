@@ -74,6 +74,10 @@ class ExactlyOncePipeline(RangePipeline):
                 self.sink.abort(self.deadline)
                 raise
 
+    def load_checkpoint(self) -> Checkpoint | None:
+        # The read waits for the partition's open transactions: bounded by the invocation, like every wait.
+        return self.store.load(self.key, self.deadline)
+
     def _counters(self) -> dict[str, Any]:
         s = self.summary
         return {"gaps": len(s.gaps), **{name: getattr(s, name) for name in _READ_COUNTERS}}

@@ -6,7 +6,9 @@ saved, so that the trigger's retry continues from there.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
 import time
 from collections import Counter
@@ -26,9 +28,8 @@ FC_TIMEOUT = 10.0
 GROUP_RECORDS = 50
 
 
-@pytest.fixture(params=MODES)
-def setup(request, kafka, topic_factory, tmp_path, monkeypatch):
-    s = Setup(request.param, kafka, topic_factory, tmp_path, monkeypatch)
+def _setup(mode: str, kafka, topic_factory, tmp_path, monkeypatch):
+    s = Setup(mode, kafka, topic_factory, tmp_path, monkeypatch)
     # One transaction per page (4 then 5 groups of 50 records), so committed progress is every page delivered.
     s.configure(INVOCATION_TIMEOUT_SECONDS=str(FC_TIMEOUT), TIME_BUDGET_MARGIN_SECONDS="1",
                 KAFKA_TRANSACTION_MAX_RECORDS="200")
@@ -36,6 +37,16 @@ def setup(request, kafka, topic_factory, tmp_path, monkeypatch):
     if fc._runtime is not None:
         fc._runtime.close(2)
     monkeypatch.setattr(fc, "_runtime", None)
+
+
+@pytest.fixture(params=MODES)
+def setup(request, kafka, topic_factory, tmp_path, monkeypatch):
+    yield from _setup(request.param, kafka, topic_factory, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def exactly_once(kafka, topic_factory, tmp_path, monkeypatch):
+    yield from _setup("exactly-once", kafka, topic_factory, tmp_path, monkeypatch)
 
 
 def projected(records: list[dict]) -> Counter[bytes]:
@@ -90,4 +101,28 @@ def test_hung_pulls_end_the_invocation_before_fc_timeout_with_progress_saved(set
     begin = cursor_position(orjson.loads(event)["source"]["beginCursor"])
     assert summary["start_cursor"] == cursor_from_position(begin + groups_before_hang)
     assert summary["cursor_reached"] == orjson.loads(event)["source"]["endCursor"]
+    assert setup.check() == 0
+
+
+def test_exactly_once_checkpoint_read_from_a_frozen_broker_ends_before_fc_timeout(exactly_once, sls_client,
+                                                                                  sls_project, sls_proxy_env, kafka):
+    setup = exactly_once
+    logstore = one_shard(sls_client, sls_project)
+    setup.write(sls_client, sls_project, logstore, 500, per_group=GROUP_RECORDS)
+    [event] = shard_events(sls_client, sls_proxy_env, sls_project, logstore)
+    # A warm instance: its producer holds its transactional id and the checkpoint topic is known.
+    fc.handler(event, fc312_context(timeout=30))
+    broker = kafka.process
+    assert broker is not None, "this test freezes the suite's own broker"
+
+    os.kill(broker.pid, signal.SIGSTOP)
+    try:
+        outcome, elapsed = invoke_within_fc_timeout(event)
+    finally:
+        os.kill(broker.pid, signal.SIGCONT)
+
+    assert isinstance(outcome, ProcessorError), f"reading the checkpoint should fail, got {outcome!r}"
+    print(f"frozen broker: ended after {elapsed:.1f}s: {outcome}")
+    summary = fc.handler(event, fc312_context(timeout=30))
+    assert summary["already_delivered"]
     assert setup.check() == 0
