@@ -1,6 +1,11 @@
 """Turn SLS logs into the projected JSON records; a log that cannot be projected becomes a `Rejected`, never an error.
 
 Pure and per-record hot: no I/O, no logging; fields are compiled once into (source, output, coercer) tuples.
+A group is projected a column at a time (`Projector._columns`): every value of one field is read, checked and
+coerced by C-level loops (`map`, `operator` getters, one regex over a joined column), so the per-record Python
+cost does not grow with the number of fields. Any group that does not fit that shape exactly (a poison value,
+a missing or repeated field, mixed layouts) is projected again one log at a time, which words every reject;
+the two paths give the same records.
 The one error is the dead-letter tolerance (`Projector.check_page`): a page whose rejects show that the
 configuration fits no record is refused as a whole rather than dead-lettered.
 """
@@ -12,6 +17,8 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
 
 import orjson
@@ -133,6 +140,31 @@ def _show(v: Any) -> str:
 
 _MISSING = object()
 
+_CONTENTS, _KEY, _VALUE = attrgetter("Contents"), attrgetter("Key"), attrgetter("Value")
+_TIME, _TIME_NS, _HAS_TIME_NS = attrgetter("Time"), attrgetter("Time_ns"), methodcaller("HasField", "Time_ns")
+_FIRST = itemgetter(0)
+# A column of integer texts joined by commas; at most 18 digits, so every one is within 64 bits. A value holding
+# a comma passes this but then fails `int`, which sends the group one log at a time.
+_INT_COLUMN = re.compile(r"-?[0-9]{1,18}(?:,-?[0-9]{1,18})*")
+
+
+class _Irregular(Exception):
+    """Internal signal: this group does not fit the column path; project it one log at a time."""
+
+
+def _content_marker(key: str) -> bytes:
+    """How a Content (or LogTag) with this key starts in a serialized LogGroup: Key (field 1), then Value's tag.
+
+    upb writes fields in number order, so every content with this key contains these bytes; counting them in
+    the serialized group bounds how often the key occurs (more, never fewer: a value may contain them too).
+    """
+    raw = key.encode()
+    size, length = len(raw), b""
+    while size >= 0x80:
+        length += bytes((size & 0x7F | 0x80,))
+        size >>= 7
+    return b"\n" + length + bytes((size,)) + raw + b"\x12"
+
 
 class Projector:
     """Projects the logs of one log group at a time (see `project_group`)."""
@@ -149,13 +181,123 @@ class Projector:
         self._json_field = config.json_field
         self._format = config.log_format
         self._key = config.key_field
+        # Output names in the order `_project` adds them: content fields, then metadata.
+        self._names = tuple([out for _, out, _, _ in self._content] + [spec.output for spec, _ in self._meta])
+        self._markers = {src: _content_marker(src) for src, _, _, _ in self._content}
+        self._json_marker = _content_marker(config.json_field)
 
     def project_group(self, group: Any) -> Projected:
-        """Project every log of a protobuf LogGroup: (key, value) pairs in log order, and the rejects.
+        """Project every log of a protobuf LogGroup (or LogGroupRaw): (key, value) pairs in log order, and rejects.
 
-        The common shape, one content holding a JSON object (Logtail's simple mode), takes an inlined path;
-        every other log, and every log that turns out bad, goes through `_project`, which words the reason.
+        A group all of whose logs share one layout (the SDK's and Logtail's groups do) goes through the column
+        path; any other, and any group with a log that turns out bad, goes one log at a time.
         """
+        logs = group.Logs
+        if logs:
+            try:
+                return self._columns(group, logs), []
+            # The column path meets bad values as whatever `map` raises first; the per-log path names them.
+            except (_Irregular, _Bad, orjson.JSONDecodeError, UnicodeDecodeError, IndexError, TypeError,
+                    ValueError, OverflowError):
+                pass
+        return self._one_by_one(group)
+
+    def _columns(self, group: Any, logs: Any) -> list[tuple[bytes | None, bytes]]:
+        """Every record of the group, built column by column; raises when any log would be rejected or differs."""
+        n = len(logs)
+        contents = list(map(_CONTENTS, logs))
+        firsts = None
+        if self._format != "kv" and set(map(len, contents)) == {1}:
+            firsts = list(map(_FIRST, contents))
+            if set(map(_KEY, firsts)) != {self._json_field}:
+                firsts = None
+        if firsts is not None:
+            columns = self._json_columns(firsts)
+        elif self._format == "json":
+            raise _Irregular
+        else:
+            columns = self._kv_columns(group, contents, n)
+        columns += self._meta_columns(group, logs, n)
+        names = tuple(name for name, _ in columns)
+        if not names:
+            raise _Irregular
+        cols = [col for _, col in columns]
+        records = list(map(dict, map(zip, repeat(names), zip(*cols, strict=True))))
+        for name, col in columns:
+            # An optional field that is absent or null in some logs: those records leave it out.
+            if None in col:
+                for record in records:
+                    if record[name] is None:
+                        del record[name]
+        values = list(map(orjson.dumps, records))
+        if not self._key or self._key not in names:
+            return list(zip(repeat(None), values))
+        keys = cols[names.index(self._key)]
+        if None in keys:
+            encoded = [None if k is None else str(k).encode() for k in keys]
+        else:
+            encoded = list(map(str.encode, map(str, keys)))
+        return list(zip(encoded, values, strict=True))
+
+    def _json_columns(self, firsts: list[Any]) -> list[tuple[str, list[Any]]]:
+        docs = list(map(orjson.loads, map(_VALUE, firsts)))
+        get = dict.get  # a document that is not an object raises TypeError here
+        return [(out, col) for src, out, coerce, required in self._content
+                if (col := _coerced(src, coerce, required, list(map(get, docs, repeat(src))))) is not None]
+
+    def _kv_columns(self, group: Any, contents: list[Any], n: int) -> list[tuple[str, list[Any]]]:
+        """Columns of one-content-per-field logs, read by position: where the first log holds each field.
+
+        Exact only if every log holds each projected key once, at that position: the key is checked at the
+        position in every log, and its marker counted in the serialized group (a repeat anywhere shows there).
+        """
+        data = group.SerializeToString()
+        if self._format == "auto" and self._json_marker in data:
+            raise _Irregular  # some log may hold a JSON document: `_document` would parse it
+        position = {key: i for i, key in enumerate(map(_KEY, contents[0]))}
+        columns = []
+        for src, out, coerce, required in self._content:
+            i = position.get(src)
+            if i is None:
+                if required or self._markers[src] in data:
+                    raise _Irregular
+                continue
+            at = list(map(itemgetter(i), contents))
+            if list(map(_KEY, at)).count(src) != n or data.count(self._markers[src]) != n:
+                raise _Irregular
+            col = list(map(_VALUE, at))
+            if bytes in set(map(type, col)):
+                col = list(map(bytes.decode, col))  # LogGroupRaw; upb's bytes are never UTF-8 and raise
+            columns.append((out, _coerced(src, coerce, required, col)))
+        return columns
+
+    def _meta_columns(self, group: Any, logs: Any, n: int) -> list[tuple[str, list[Any]]]:
+        columns: list[tuple[str, list[Any]]] = []
+        if not self._meta:
+            return columns
+        tags = {t.Key: t.Value for t in group.LogTags}
+        for spec, coerce in self._meta:
+            if spec.source == "__time__":
+                col = list(map(_TIME, logs))
+            elif spec.source == "__time_ns__":
+                has = set(map(_HAS_TIME_NS, logs))
+                if has != {True}:
+                    if spec.required or has != {False}:
+                        raise _Irregular
+                    continue
+                col = list(map(_TIME_NS, logs))
+            else:
+                v = _metadata(spec, group, None, tags)
+                if v is _MISSING:
+                    if spec.required:
+                        raise _Irregular
+                    continue
+                col = [_utf8(v, "") if type(v) is bytes else v] * n
+            columns.append((spec.output, _coerced(spec.source, coerce, True, col)))
+        return columns
+
+    def _one_by_one(self, group: Any) -> Projected:
+        """Project every log of a group on its own; the common JSON shape takes an inlined path (`_pick`)."""
         good: list[tuple[bytes | None, bytes]] = []
         bad: list[Rejected] = []
         tags = {t.Key: t.Value for t in group.LogTags} if self._meta else None
@@ -281,6 +423,26 @@ class Projector:
         if not isinstance(doc, dict):
             raise _Bad(f"content field {self._json_field!r} is JSON {type(doc).__name__}, expected an object")
         return doc
+
+
+def _coerced(src: str, coerce: Coercer, required: bool, col: list[Any]) -> list[Any]:
+    """`col` coerced as `coerce` would each value; raises `_Bad` (or what `int` raises) where one log differs."""
+    if None in col:
+        if required:
+            raise _Irregular
+        return [v if v is None else coerce(src, v) for v in col]
+    types = set(map(type, col))
+    if len(types) == 1:
+        kind = types.pop()
+        if kind is _PASS_THROUGH.get(coerce):
+            if kind is int and (min(col) < _INT_MIN or max(col) > _INT_MAX):
+                raise _Irregular
+            return col
+        if kind is str and coerce is _any:
+            return col
+        if kind is str and (coerce is _int or coerce is _number) and _INT_COLUMN.fullmatch(",".join(col)):
+            return list(map(int, col))
+    return list(map(coerce, repeat(src), col))
 
 
 def _utf8(value: bytes | str, what: str) -> str:
