@@ -235,8 +235,9 @@ def test_tolerance_none_refuses_any_reject_and_all_none():
 # The column path (`Projector._columns`) must give exactly what projecting one log at a time gives, whatever the
 # group holds: these groups mix the shapes that send a group one log at a time with the ones that do not.
 VALUES = ["12", "-7", "007", " 5 ", "2.5", "1e3", "1,2", "", "x", "true", "False", "9" * 18, "9" * 19, "9" * 20,
-          "-" + "9" * 20, "NaN", "inf", "١٢", "1_000", b"12", b"Jos\xe9", b"Ana"]
-JSON_VALUES = [12, -7, 2.5, True, None, "12", " 3 ", "x", 2**64, 2**63, -(2**63) - 1, 1e308, [1], {"a": 1}, "1_0"]
+          "-" + "9" * 20, "NaN", "inf", "١٢", "1_000", b"12", b"Jos\xe9", b"Ana", 'a","b', "x\\", '"', "é\u2028"]
+JSON_VALUES = [12, -7, 2.5, True, None, "12", " 3 ", "x", 2**64, 2**63, -(2**63) - 1, 1e308, [1], {"a": 1}, "1_0",
+               'a","b', "x\\", '"', "é\u2028", 1e-7, -0.0, False, [], {}]
 
 
 def good_value(rng, key, typed):
