@@ -4,10 +4,16 @@ Dependencies are installed from manylinux x86-64 wheels for the *target* Python 
 with pip's `--platform/--python-version/--only-binary` options. pip refuses source distributions in that mode, and
 aliyun-log-python-sdk ships only one; such a package is built into a wheel here (`pip wheel --no-deps`) and
 offered to the install, which is sound only when that wheel is pure Python (`*-none-any.whl`), as the SDK's is.
+
+Every module is then compiled to bytecode by an interpreter of the target Python (found on PATH or under pyenv),
+so that an FC instance imports .pyc files instead of compiling ~400 modules at each cold start (about 0.6 s).
+The .pyc files are "unchecked-hash" ones: the zip's fixed dates, and FC's unzipping, make the usual
+timestamp-checked .pyc look stale, and the package never changes once deployed.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import re
@@ -28,9 +34,11 @@ log = logging.getLogger(__name__)
 PROJECT_PATHS = ("index.py", "processor", "checkpoints")
 # glibc 2.17: runs on any x86-64 Linux FC could use. Newer tags (manylinux_2_28_x86_64) can be added by the caller.
 PLATFORM = "manylinux2014_x86_64"
-# Bytecode of this Python is useless to another one; pip is told not to write it and copies skip it.
+# Bytecode of this Python is useless to another one; pip is told not to write it and copies skip it, and the
+# target Python's is compiled into the staging tree afterwards.
 _SKIPPED_DIRS = {"__pycache__"}
 _SKIPPED_SUFFIXES = {".pyc", ".pyo"}
+_PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", "~/.pyenv")).expanduser()
 # pip's wording when no wheel matches; stable across pip releases since 2018.
 _NO_MATCH = re.compile(r"No matching distribution found for (\S+)")
 # Each round builds one missing wheel; a dependency tree needing more is not worth guessing at.
@@ -51,6 +59,7 @@ class PackageResult:
     python_version: str
     platforms: tuple[str, ...]
     built_locally: tuple[str, ...]
+    compiled_with: Path | None
 
 
 def runtime_requirements(project_dir: Path) -> list[str]:
@@ -74,12 +83,15 @@ def runtime_requirements(project_dir: Path) -> list[str]:
 
 
 def build_package(project_dir: Path, output: Path, python_version: str,
-                  platforms: Sequence[str] = (PLATFORM,)) -> PackageResult:
-    """Install the dependencies for `python_version` on `platforms`, add the project, zip it all to `output`."""
+                  platforms: Sequence[str] = (PLATFORM,), bytecode: bool = True) -> PackageResult:
+    """Install the dependencies for `python_version` on `platforms`, add the project, compile it all for that
+    Python (unless not `bytecode`), zip it to `output`."""
     missing = [p for p in PROJECT_PATHS if not (project_dir / p).exists()]
     if missing:
         msg = f"{project_dir} is not a source checkout of the project (missing {', '.join(missing)})"
         raise PackagingError(msg)
+    # Looked for first: a missing interpreter should fail before minutes of downloads.
+    interpreter = find_interpreter(python_version) if bytecode else None
     requirements = runtime_requirements(project_dir)
     with tempfile.TemporaryDirectory(prefix="sls-kafka-package-") as tmp:
         staging, wheels = Path(tmp) / "code", Path(tmp) / "wheels"
@@ -89,8 +101,41 @@ def build_package(project_dir: Path, output: Path, python_version: str,
         shutil.rmtree(staging / "bin", ignore_errors=True)
         for name in PROJECT_PATHS:
             copy_project_path(project_dir / name, staging / name)
-        count = write_zip(staging, output)
-    return PackageResult(output, output.stat().st_size, count, python_version, tuple(platforms), built)
+        if interpreter is not None:
+            compile_bytecode(staging, interpreter)
+        count = write_zip(staging, output, bytecode=interpreter is not None)
+    return PackageResult(output, output.stat().st_size, count, python_version, tuple(platforms), built, interpreter)
+
+
+def find_interpreter(python_version: str) -> Path:
+    """A Python `python_version` interpreter to compile with: `pythonX.Y` on PATH, else pyenv's newest X.Y.*."""
+    candidates = [found] if (found := shutil.which(f"python{python_version}")) else []
+    candidates += sorted(glob.glob(str(_PYENV_ROOT / "versions" / f"{python_version}.*" / "bin" /
+                                       f"python{python_version}")), reverse=True)
+    for candidate in candidates:
+        # pyenv's shim exists for every installed version but fails unless that version is selected.
+        probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True, check=False)
+        if probe.returncode == 0 and probe.stdout.strip() == python_version:
+            return Path(candidate)
+    msg = (f"no Python {python_version} interpreter to compile the package's bytecode with (looked for "
+           f"python{python_version} on PATH and under {_PYENV_ROOT / 'versions'}): install one, e.g. "
+           f"`pyenv install {python_version}`, or pass --no-bytecode (each FC cold start then compiles every "
+           "module)")
+    raise PackagingError(msg)
+
+
+def compile_bytecode(tree: Path, interpreter: Path) -> None:
+    """Compile every module under `tree` with `interpreter`, as unchecked-hash .pyc files in __pycache__/.
+
+    Paths in the bytecode are relative to `tree` (`-s`), so tracebacks on FC name the files as imported.
+    """
+    result = subprocess.run([str(interpreter), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
+                             "unchecked-hash", "-s", str(tree), str(tree)], capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        msg = f"{interpreter} could not compile the package:\n{_tail(result.stdout + result.stderr)}"
+        raise PackagingError(msg)
 
 
 def install_dependencies(requirements: Sequence[str], target: Path, wheel_dir: Path, python_version: str,
@@ -146,11 +191,14 @@ def copy_project_path(source: Path, dest: Path) -> None:
         shutil.copy2(path, target)
 
 
-def write_zip(source_dir: Path, output: Path) -> int:
-    """Zip `source_dir`'s tree (paths relative to it, sorted, fixed dates, modes kept); returns the file count."""
+def write_zip(source_dir: Path, output: Path, bytecode: bool = False) -> int:
+    """Zip `source_dir`'s tree (paths relative to it, sorted, fixed dates, modes kept); returns the file count.
+
+    Bytecode is left out unless `bytecode` (the tree was compiled for the target Python).
+    """
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
-    files = sorted(_walk(source_dir))
+    files = sorted(_walk(source_dir, bytecode))
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         for path in files:
             info = zipfile.ZipInfo(path.relative_to(source_dir).as_posix(), _ZIP_DATE)
@@ -162,11 +210,11 @@ def write_zip(source_dir: Path, output: Path) -> int:
     return len(files)
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path, bytecode: bool = False) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIPPED_DIRS)
+        dirnames[:] = sorted(d for d in dirnames if bytecode or d not in _SKIPPED_DIRS)
         for name in filenames:
-            if Path(name).suffix not in _SKIPPED_SUFFIXES:
+            if bytecode or Path(name).suffix not in _SKIPPED_SUFFIXES:
                 yield Path(dirpath) / name
 
 

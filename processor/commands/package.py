@@ -33,6 +33,9 @@ def register(sub: Any) -> None:
                    help=f"wheel platform tag, repeatable (default: {PLATFORM}, for glibc 2.17 and newer). Add "
                    "manylinux_2_28_x86_64 when the runtime has glibc 2.28 or newer: some packages (confluent-kafka "
                    "after 2.4) ship only such wheels, and manylinux2014 alone keeps them at their older release.")
+    p.add_argument("--no-bytecode", dest="bytecode", action="store_false",
+                   help="leave out the .pyc files (by default every module is compiled by a pythonX.Y of the target "
+                   "version, found on PATH or under pyenv, so that FC does not compile them at each cold start)")
     p.add_argument("--project-dir", type=Path, default=PROJECT_DIR,
                    help="source checkout to package (default: the one this command runs from)")
     p.set_defaults(func=run)
@@ -49,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         msg = f"--platform {bad[0]!r} is not a manylinux x86-64 tag (FC runs x86-64 Linux), e.g. {PLATFORM}"
         raise ConfigError(msg)
-    result = build_package(project, output, args.python_version, platforms)
+    result = build_package(project, output, args.python_version, platforms, args.bytecode)
     built = f"; built here from source: {', '.join(result.built_locally)}" if result.built_locally else ""
+    compiled = f"; bytecode by {result.compiled_with}" if result.compiled_with else "; no bytecode"
     sys.stdout.write(f"{result.path}: {result.size_bytes / 1_048_576:.1f} MiB, {result.file_count} files, "
-                     f"for Python {result.python_version} on {', '.join(result.platforms)}{built}\n")
+                     f"for Python {result.python_version} on {', '.join(result.platforms)}{built}{compiled}\n")
     return 0

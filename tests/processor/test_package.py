@@ -63,7 +63,53 @@ def test_package_holds_project_and_dependencies_not_dev_files(built_here):
         assert required in names
     tops = {n.split("/", 1)[0] for n in names}
     assert not tops & {"devstack", "tests", "bench", "bin", "dist", "s.yaml", "pyproject.toml"}
-    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_package_holds_bytecode_of_the_target_python_for_every_module(built_here):
+    tag = f"cpython-{THIS_PYTHON.replace('.', '')}"
+    with zipfile.ZipFile(built_here[0]) as zf:
+        names = set(zf.namelist())
+    bytecode = {n for n in names if n.endswith(".pyc")}
+    assert bytecode
+    assert all(re.fullmatch(rf"(.*/)?__pycache__/[^/]+\.{tag}\.pyc", n) for n in bytecode), sorted(bytecode)[:5]
+    sources = [n for n in names if n.endswith(".py")]
+    missing = [n for n in sources if pyc_of(n, tag) not in names]
+    assert not missing, missing[:5]
+
+
+def pyc_of(source: str, tag: str) -> str:
+    folder, _, name = source.rpartition("/")
+    return f"{folder}/__pycache__/{name[:-3]}.{tag}.pyc".lstrip("/")
+
+
+def tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def import_without_compiling(python: str, unzipped: Path) -> None:
+    """Import the handler from the unzipped package with `python`: it must use the .pyc files as unzipped.
+
+    `extractall` dates every file now, as a fresh FC instance's unzip may: a timestamp-checked .pyc would then
+    be stale, compiled again and rewritten, which the comparison of the tree before and after shows.
+    """
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(unzipped)!r})
+        import index, processor.handler, aliyun.log, confluent_kafka, google.protobuf
+        loaded = [m for m in list(sys.modules.values()) if (getattr(m, "__file__", None) or "").startswith(
+            {str(unzipped)!r}) and m.__file__.endswith(".py")]
+        assert len(loaded) > 100, len(loaded)
+        print("ok")
+    """)
+    before = tree_state(unzipped)
+    proc = subprocess.run([python, "-I", "-S", "-c", script], cwd=unzipped, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert tree_state(unzipped) == before
+
+
+def test_package_bytecode_is_used_as_unzipped(unzipped):
+    import_without_compiling(sys.executable, unzipped)
 
 
 def test_package_imports_in_isolation(unzipped):
@@ -93,13 +139,35 @@ def test_package_imports_in_isolation(unzipped):
     assert proc.stdout.startswith("ok ")
 
 
-def test_package_default_target_has_python310_binaries(tmp_path):
+def test_package_default_target_has_python310_binaries_and_bytecode(tmp_path):
     output = tmp_path / "fc-code.zip"
-    run_package("--output", str(output))
+    printed = run_package("--output", str(output))
     with zipfile.ZipFile(output) as zf:
         libs = [n for n in zf.namelist() if n.endswith(".so") and ".cpython-" in n]
+        bytecode = [n for n in zf.namelist() if n.endswith(".pyc")]
+        zf.extractall(tmp_path / "code")
     assert libs
     assert all(re.search(r"\.cpython-310-x86_64-linux-gnu\.so$", n) for n in libs), libs
+    assert bytecode
+    assert all(n.endswith(".cpython-310.pyc") for n in bytecode), bytecode[:5]
+    python310 = re.search(r"; bytecode by (\S+python3\.10)$", printed.strip())
+    assert python310, printed
+    import_without_compiling(python310[1], tmp_path / "code")
+
+
+def test_package_without_bytecode_holds_none(tmp_path):
+    output = tmp_path / "fc-code.zip"
+    assert run_package("--output", str(output), "--python-version", THIS_PYTHON, "--no-bytecode").strip().endswith(
+        "; no bytecode")
+    with zipfile.ZipFile(output) as zf:
+        assert not [n for n in zf.namelist() if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_find_interpreter_names_the_missing_version_and_the_way_out(monkeypatch, tmp_path):
+    monkeypatch.setattr(packaging, "_PYENV_ROOT", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(PackagingError, match=r"no Python 3\.9 interpreter .*pyenv install 3\.9.*--no-bytecode"):
+        packaging.find_interpreter("3.9")
 
 
 def test_package_bad_python_version_exits_2(capsys, tmp_path):
