@@ -22,6 +22,7 @@ import orjson
 from aliyun.log import LogClient
 from aliyun.log.proto import LogGroup
 
+from bench.layouts import Shape
 from processor.event import TriggerEvent
 
 MIN_GROUP, MAX_GROUP = 16, 4096
@@ -107,6 +108,24 @@ def fill(client: LogClient, project: str, logstore: str, shards: int, records: i
         client.put_log_raw(project, logstore, group)
         groups += 1
     return Dataset(project, logstore, shards, records, groups, raw, expected)
+
+
+def fill_layout(client: LogClient, project: str, shape: Shape, records: int, seed: int = 11) -> Dataset:
+    """A one-shard logstore named after `shape`, holding `records` logs in its layout (same group sizes)."""
+    logstore = f"layout-{shape.name}"
+    client.create_logstore(project, logstore, ttl=7, shard_count=1)
+    expected = Expected()
+    logs = shape.logs(records, seed)
+    groups = raw = 0
+    for size in group_sizes(records, random.Random(seed + 1)):
+        recs = [next(logs) for _ in range(size)]
+        for rec in recs:
+            expected.add(shape.projected(rec))
+        group = shape.group(recs, 1_700_000_000 + groups)
+        raw += group.ByteSize()
+        client.put_log_raw(project, logstore, group)
+        groups += 1
+    return Dataset(project, logstore, 1, records, groups, raw, expected)
 
 
 def trigger_events(client: LogClient, endpoint: str, data: Dataset) -> list[bytes]:

@@ -3,6 +3,8 @@
 * `lesson`: the lesson's loop body applied to SLS records: parse each line, produce, poll, flush per message.
 * `naive`: a careful plain loop: the SDK's `get_flatten_logs_json`, `json.loads`/`dumps` per record, `produce`
   per record (waiting out a full queue), one `flush` at the end, failures counted.
+* `naive_layout`: the same loop adapted to a layout of `bench.layouts` (fields picked from the flattened log
+  and typed, the JSON parsed where it is JSON, the SDK decoding bytes values for the raw layout).
 * `ours`: this project's FC function (`processor.handler`), invoked once per shard as the SLS trigger would,
   at-least-once or exactly-once.
 """
@@ -12,13 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aliyun.log import LogClient
 from confluent_kafka import KafkaError, Producer
 
+from bench.layouts import Shape
 from bench.services import ACCESS_KEY_ID, ACCESS_KEY_SECRET
 from processor.event import TriggerEvent
 
@@ -88,6 +91,21 @@ def lesson(spec: Spec) -> Outcome:
 
 def naive(spec: Spec) -> Outcome:
     """A careful per-record loop: safe producer settings, full-queue handling, one flush, failures checked."""
+
+    def pick(log: dict[str, Any]) -> dict[str, Any]:
+        doc = json.loads(log["content"])
+        return {"speed": doc["speed"], "carID": doc["carID"]}
+
+    return _naive_loop(spec, pick, decode_bytes=False)
+
+
+def naive_layout(spec: Spec) -> Outcome:
+    """`naive` on a layout and width of `bench.layouts` (`spec.options`: layout, width)."""
+    shape = Shape(spec.options["layout"], spec.options["width"])
+    return _naive_loop(spec, shape.naive_record, decode_bytes=shape.layout == "raw")
+
+
+def _naive_loop(spec: Spec, pick: Callable[[dict[str, Any]], dict[str, Any]], decode_bytes: bool) -> Outcome:
     p = Producer({"bootstrap.servers": spec.bootstrap, "acks": "all", "enable.idempotence": True})
     failures: list[KafkaError] = []
 
@@ -99,9 +117,9 @@ def naive(spec: Spec) -> Outcome:
     for event in map(TriggerEvent.from_json, spec.events):
         for resp in pulls(sls_client(event), event):
             raw += resp.get_raw_size()
-            for log in resp.get_flatten_logs_json():
-                doc = json.loads(log["content"])
-                value = json.dumps({"speed": doc["speed"], "carID": doc["carID"]}, separators=(",", ":")).encode()
+            for log in resp.get_flatten_logs_json(decode_bytes=decode_bytes):
+                doc = pick(log)
+                value = json.dumps(doc, separators=(",", ":")).encode()
                 key = str(doc["carID"]).encode()
                 while True:
                     try:

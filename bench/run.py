@@ -20,7 +20,8 @@ import orjson
 from aliyun.log import LogClient
 
 from bench import coldstart, report, services
-from bench.dataset import fill, trigger_events
+from bench.dataset import Dataset, fill, fill_layout, trigger_events
+from bench.layouts import LAYOUTS, WIDTHS, Shape, shapes
 from bench.methods import Spec
 from bench.verify import verify
 from devstack.kafka import kafka_version
@@ -47,11 +48,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="subset the lesson's method runs on; its rate is extrapolated (default 20000)")
     p.add_argument("--range-records", type=int, default=2_000_000,
                    help="records in the one-shard range whose peak RSS is measured; 0 skips it (default 2000000)")
+    p.add_argument("--layout-records", type=int, default=200_000,
+                   help="records in each layout's one-shard range (layouts x widths); 0 skips them (default 200000)")
+    p.add_argument("--layouts", type=_names, default=LAYOUTS,
+                   help=f"comma-separated layouts to compare with the naive loop (default {','.join(LAYOUTS)})")
+    p.add_argument("--widths", type=_widths, default=WIDTHS,
+                   help="comma-separated log widths: 7 (the lesson's fields) and/or 25 (a 600-byte log; default 7,25)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of each output topic (default 4)")
     p.add_argument("--cold-start-runs", type=int, default=7, help="fresh interpreters for the cold start (default 7)")
     p.add_argument("--bootstrap", help="use this Kafka broker instead of starting one for the run")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"directory for latest.json/.md (default {RESULTS})")
     return p.parse_args(argv)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = sorted(set(names) - set(LAYOUTS))
+    if unknown:
+        msg = f"unknown layout(s) {', '.join(unknown)}; choose from {', '.join(LAYOUTS)}"
+        raise argparse.ArgumentTypeError(msg)
+    return names
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        widths = ()
+    if not widths or set(widths) - set(WIDTHS):
+        msg = f"widths are a comma-separated choice of {', '.join(map(str, WIDTHS))}, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return widths
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -60,6 +87,12 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append(f"--lesson-records {args.lesson_records}")
     if args.range_records != 2_000_000:
         parts.append(f"--range-records {args.range_records}")
+    if args.layout_records != 200_000:
+        parts.append(f"--layout-records {args.layout_records}")
+    if args.layouts != LAYOUTS:
+        parts.append(f"--layouts {','.join(args.layouts)}")
+    if args.widths != WIDTHS:
+        parts.append(f"--widths {','.join(map(str, args.widths))}")
     return " ".join(parts)
 
 
@@ -92,30 +125,58 @@ def run(args: argparse.Namespace, svc: services.Services) -> dict[str, Any]:
                            "machine": machine(), "setup": setup(args), "dataset": data["main"].as_dict(),
                            "verification": {}}
     for name, method, which, keyed in RUNS:
-        if which not in data:
-            continue
-        dataset = data[which]
-        topic = services.make_topic(svc.bootstrap, f"bench-{name}-{uuid.uuid4().hex[:8]}", args.partitions)
-        events = [e.decode() for e in trigger_events(client, services.SLS_ENDPOINT, dataset)]
-        spec = Spec(method, svc.bootstrap, topic, events, checkpoint_dir=str(Path(env.get("TMPDIR", "/tmp"))
-                                                                              / f"bench-checkpoints-{topic}"))
-        print(f"== {name}: {dataset.records:,} records from {dataset.logstore} ...", file=sys.stderr, flush=True)
-        load = [round(v, 2) for v in os.getloadavg()]
-        before = svc.cpu_seconds()
-        result = {"load_average": load, **_worker(spec, env)}
-        after = svc.cpu_seconds()
-        result["service_cpu_seconds"] = _spent(before, after)
-        verdict = verify(svc.bootstrap, topic, dataset.expected, keyed)
-        doc["verification"][name] = verdict.as_dict()
-        doc[name] = result
-        print(f"   {result['records_per_second']:,.0f} records/s, verified: {verdict.ok}", file=sys.stderr)
+        if which in data:
+            spec = Spec(method, svc.bootstrap, "", [])
+            doc[name] = _measure(doc, svc, client, env, args, name, spec, data[which], keyed)
+    doc["layouts"] = {shape.name: _layout(doc, svc, client, env, args, shape)
+                      for shape in shapes(args.layouts, args.widths) if args.layout_records}
     doc["lesson"]["extrapolated_seconds_for_dataset"] = round(args.records / doc["lesson"]["records_per_second"], 1)
     doc["ratios"] = report.ratios(doc)
-    function_env = {**env, "KAFKA_BOOTSTRAP_SERVERS": svc.bootstrap, "KAFKA_TOPIC": "bench-cold-start"}
+    doc["layout_ratios"] = report.layout_ratios(doc)
+    cold_topic = services.make_topic(svc.bootstrap, f"bench-cold-start-{uuid.uuid4().hex[:8]}", 1)
+    services.make_topic(svc.bootstrap, f"{cold_topic}.dlq", 1)
+    function_env = {**env, "KAFKA_BOOTSTRAP_SERVERS": svc.bootstrap, "KAFKA_TOPIC": cold_topic,
+                    "KAFKA_DLQ_TOPIC": f"{cold_topic}.dlq"}
     doc["cold_start"] = coldstart.measure(function_env, args.cold_start_runs)
     doc["targets"] = report.targets(doc)
     doc["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     return doc
+
+
+def _measure(doc: dict[str, Any], svc: services.Services, client: LogClient, env: dict[str, str],
+             args: argparse.Namespace, name: str, spec: Spec, dataset: Dataset, keyed: bool) -> dict[str, Any]:
+    """Run `spec.method` over `dataset` in a worker process into a new topic, read it back, record the verdict."""
+    topic = services.make_topic(svc.bootstrap, f"bench-{name.replace('/', '-')}-{uuid.uuid4().hex[:8]}",
+                                args.partitions)
+    services.make_topic(svc.bootstrap, f"{topic}.dlq", 1)  # the function checks it exists at `initialize`
+    spec.topic = topic
+    spec.events = [e.decode() for e in trigger_events(client, services.SLS_ENDPOINT, dataset)]
+    spec.checkpoint_dir = str(Path(env.get("TMPDIR", "/tmp")) / f"bench-checkpoints-{topic}")
+    print(f"== {name}: {dataset.records:,} records from {dataset.logstore} ...", file=sys.stderr, flush=True)
+    load = [round(v, 2) for v in os.getloadavg()]
+    before = svc.cpu_seconds()
+    result = {"load_average": load, **_worker(spec, env)}
+    after = svc.cpu_seconds()
+    result["service_cpu_seconds"] = _spent(before, after)
+    verdict = verify(svc.bootstrap, topic, dataset.expected, keyed)
+    doc["verification"][name] = verdict.as_dict()
+    print(f"   {result['records_per_second']:,.0f} records/s, verified: {verdict.ok}", file=sys.stderr)
+    return result
+
+
+def _layout(doc: dict[str, Any], svc: services.Services, client: LogClient, env: dict[str, str],
+            args: argparse.Namespace, shape: Shape) -> dict[str, Any]:
+    """The function (at-least-once) and the naive loop adapted to `shape`, on the same one-shard range."""
+    dataset = fill_layout(client, PROJECT, shape, args.layout_records)
+    options = {"layout": shape.layout, "width": shape.width, "env": {"PROJECTION_FIELDS": shape.projection_fields}}
+    out = {"layout": shape.layout, "width": shape.width, "projection_fields": shape.projection_fields,
+           "raw_bytes_per_record": round(dataset.raw_bytes / dataset.records)}
+    for method, label in (("at_least_once", "function"), ("naive_layout", "naive")):
+        spec = Spec(method, svc.bootstrap, "", [], options=options)
+        out[label] = _measure(doc, svc, client, env, args, f"{shape.name}/{label}", spec, dataset, True)
+    # The emulator holds every logstore in memory: drop each layout's data once it has been measured.
+    client.delete_logstore(PROJECT, dataset.logstore)
+    return out
 
 
 def _spent(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, float | None]:

@@ -15,7 +15,8 @@ RUNS = ("at_least_once", "exactly_once", "naive", "lesson", "stages", "range")
 
 def test_bench_on_a_tiny_data_set_delivers_every_record_for_every_method(kafka, tmp_path):
     cmd = [sys.executable, "-m", "bench", "--records", "3000", "--shards", "2", "--lesson-records", "200",
-           "--range-records", "2500", "--cold-start-runs", "1", "--bootstrap", kafka.bootstrap, "--out", str(tmp_path)]
+           "--range-records", "2500", "--cold-start-runs", "1", "--layout-records", "300", "--widths", "25",
+           "--bootstrap", kafka.bootstrap, "--out", str(tmp_path)]
 
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
 
@@ -33,6 +34,14 @@ def test_bench_on_a_tiny_data_set_delivers_every_record_for_every_method(kafka, 
     assert set(doc["ratios"]) == {"at_least_once_vs_lesson", "at_least_once_vs_naive", "exactly_once_vs_at_least_once"}
     assert doc["cold_start"]["warm_bytecode"]["total_ms"] > 0
     assert all("met" in t for t in doc["targets"].values())
+    for layout in ("kv", "json", "raw", "tags"):
+        run = doc["layouts"][f"{layout}-25"]
+        for method in ("function", "naive"):
+            assert doc["verification"][f"{layout}-25/{method}"]["ok"], (layout, method)
+            assert run[method]["records"] == 300
+            assert run[method]["cpu_seconds_per_million"] > 0
+        assert set(doc["layout_ratios"][f"{layout}-25"]) >= {"vs_naive", "cpu_vs_naive"}
     table = (tmp_path / "latest.md").read_text()
     assert "| (c) this project, at-least-once | 3,000 |" in table
     assert "extrapolated" in table
+    assert "| raw | 25 fields (" in table
