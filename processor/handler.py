@@ -7,8 +7,11 @@ import os
 from typing import Any
 
 from processor.credentials import resolve_credentials
+from processor.deadline import Deadline
+from processor.errors import ConfigError, SinkError
 from processor.event import TriggerEvent
 from processor.runtime import Runtime
+from processor.sink import TOPIC_CHECK_SECONDS
 
 log = logging.getLogger("processor")
 
@@ -16,13 +19,29 @@ _runtime: Runtime | None = None
 
 
 def initialize(context: Any = None) -> Runtime:
-    """FC initializer: parse and validate the configuration, build the producer (heavy work, once)."""
+    """FC initializer: validate the configuration, check both topics exist, build the producer (once).
+
+    A missing topic fails here, named with how to create it: every invocation would otherwise fail on it after
+    a long wait. A Kafka that cannot be reached is only logged, and fails the invocations that need it.
+    """
     global _runtime
-    _runtime = Runtime.from_env(os.environ)
-    logging.getLogger().setLevel(_runtime.settings.runtime.log_level)
-    if _runtime.settings.kafka.delivery_mode == "at-least-once":
-        _runtime.sink.producer  # noqa: B018  (connecting early keeps it out of the first invocation)
-    return _runtime
+    runtime = Runtime.from_env(os.environ)
+    logging.getLogger().setLevel(runtime.settings.runtime.log_level)
+    kafka = runtime.settings.kafka
+    try:
+        # Connecting early also keeps the producer's start out of the first invocation.
+        runtime.sink.check_topics(kafka.topic, kafka.dlq_topic, Deadline.after(TOPIC_CHECK_SECONDS))
+    except ConfigError:
+        runtime.close(0)
+        raise
+    except SinkError as exc:
+        # The text only: a log record keeping the exception would keep its frames' producer (and its retries) alive.
+        log.error("%s; the topics are checked again at the first invocation", str(exc))
+    if kafka.delivery_mode == "exactly-once":
+        # Exactly-once produces through one transactional producer per shard, built when a shard is invoked.
+        runtime.sink.close(0)
+    _runtime = runtime
+    return runtime
 
 
 def handler(event: bytes | str, context: Any = None) -> dict[str, Any]:

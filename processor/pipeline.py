@@ -215,6 +215,7 @@ class RangePipeline:
         tracker = DeliveryTracker()
         produce_all, project = self.sink.produce_all, self.projector.project_group
         topic, dlq = self.topic, self.dlq_topic
+        self.sink.ensure_topics(topic, dlq, self.deadline)
         records = dead = 0
         # The whole page is projected before any of it is produced: a page the dead-letter tolerance refuses
         # must reach neither topic.

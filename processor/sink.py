@@ -6,11 +6,17 @@ of a batch is raised when the batch is settled. Records Kafka rejects for good (
 back with their provenance, kept on our side (delivery reports carry no headers), so the pipeline can dead-letter
 them with the broker's reason. The broker refuses a whole producer batch for one bad record, so `probe` sends
 such records again one per request to tell the guilty ones from those that only shared their batch.
+
+A Kafka nobody can reach is reported as one "cannot reach Kafka at <bootstrap servers>" line at a bounded rate,
+and fails the invocation once it has lasted UNREACHABLE_FAIL_SECONDS; librdkafka's own log goes through Python
+logging. The topics are checked to exist before anything is produced to them.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -20,7 +26,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from processor.dead_letter import Provenance
 from processor.deadline import Deadline
-from processor.errors import BudgetExceededError, FatalSinkError, SinkError
+from processor.errors import BudgetExceededError, ConfigError, FatalSinkError, SinkError
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,54 @@ _FATAL_GLOBAL = frozenset({
     # What produce() raises once the producer is in a fatal state (its first error gave the cause).
     KafkaError._FATAL,
 })
+
+
+# Errors that mean no broker answers (refused, unresolvable, all connections down).
+_UNREACHABLE = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
+# The "cannot reach Kafka" line is logged at most this often; librdkafka repeats the cause several times a second.
+UNREACHABLE_LOG_SECONDS = 10.0
+# No broker answering for this long fails the invocation (the trigger retries), once a metadata request confirms it.
+UNREACHABLE_FAIL_SECONDS = 10.0
+_CONFIRM_SECONDS = 2.0
+# No connection error for this long ends an outage: reconnects are tried every 10 s at most (reconnect.backoff.max.ms,
+# with jitter).
+_OUTAGE_QUIET_SECONDS = 20.0
+_METADATA_SLICE_SECONDS = 0.2
+# A metadata request answers in milliseconds from a reachable cluster.
+TOPIC_CHECK_SECONDS = 5.0
+_TOPIC_MISSING = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+
+
+_ELAPSED = re.compile(r"after \d+ms")
+
+
+class _OncePerInterval(logging.Filter):
+    """Lets each distinct librdkafka line through once a minute: a failing connection repeats it every retry."""
+
+    INTERVAL = 60.0
+    MAX_KEPT = 1000
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # confluent-kafka logs (facility, client name, text); the text names the broker and the cause, and how
+        # long the attempt took, which differs at every retry.
+        text = str(record.args[2]) if isinstance(record.args, tuple) and len(record.args) == 3 else str(record.msg)
+        key = _ELAPSED.sub("", text)
+        now = time.monotonic()
+        if now - self._last.get(key, -self.INTERVAL) < self.INTERVAL:
+            return False
+        if len(self._last) >= self.MAX_KEPT:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+# librdkafka's log (the `logger` setting), instead of its raw lines on stderr.
+librdkafka_log = logging.getLogger("processor.librdkafka")
+librdkafka_log.addFilter(_OncePerInterval())
 
 
 # Records queued in librdkafka (unsent, unconfirmed or with a report not yet served) before `produce_all` waits:
@@ -73,12 +127,13 @@ class Undeliverable:
 class DeliveryTracker:
     """Counts one batch's outstanding deliveries; `report`, bound to each record's provenance, is the callback."""
 
-    __slots__ = ("alone", "delivered", "error", "pending", "undeliverable")
+    __slots__ = ("alone", "delivered", "error", "error_topic", "pending", "undeliverable")
 
     def __init__(self, alone: bool = False) -> None:
         self.pending = 0
         self.delivered = 0
         self.error: KafkaError | None = None
+        self.error_topic: str | None = None
         self.undeliverable: list[Undeliverable] = []
         # Whether each record was sent in a request of its own (see `KafkaSink.probe`).
         self.alone = alone
@@ -90,7 +145,7 @@ class DeliveryTracker:
         elif err.code() in UNDELIVERABLE:
             self.undeliverable.append(Undeliverable(msg.topic(), msg.key(), msg.value(), where, err, self.alone))
         elif self.error is None:
-            self.error = err
+            self.error, self.error_topic = err, msg.topic()
 
     @property
     def done(self) -> bool:
@@ -107,6 +162,7 @@ class Sink(Protocol):
     def produce_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes]], where: Provenance,
                     tracker: DeliveryTracker) -> int: ...
     def probe(self, refused: Sequence[Undeliverable], deadline: Deadline) -> list[Undeliverable]: ...
+    def ensure_topics(self, topic: str, dlq_topic: str, deadline: Deadline) -> None: ...
     def wait(self, tracker: DeliveryTracker, deadline: Deadline) -> None: ...
     def abandon(self) -> None: ...
 
@@ -115,13 +171,22 @@ class KafkaSink:
     """At-least-once Kafka sink over one long-lived idempotent producer (created lazily, reused per instance)."""
 
     def __init__(self, config: dict[str, Any], factory: Callable[[dict[str, Any]], Producer] = Producer) -> None:
-        self._config = {**config, "error_cb": self._on_error}
+        self._config = {**config, "error_cb": self._on_error, "logger": librdkafka_log}
+        self.bootstrap = str(config.get("bootstrap.servers", ""))
         self._factory = factory
         self._producer: Producer | None = None
         self._prober: Producer | None = None
         self._fatal: str | None = None
         self._deadline: Deadline | None = None
         self._warned_batches: set[str] = set()
+        # Topics a record was not confirmed for: checked again before producing.
+        self._suspect_topics: set[str] = set()
+        # The current outage: since when no broker answers (None: as far as we know, one does), the latest
+        # connection error, why, and when it was last logged.
+        self._unreachable_since: float | None = None
+        self._unreachable_last = 0.0
+        self._unreachable_reason = ""
+        self._unreachable_logged = -UNREACHABLE_LOG_SECONDS
 
     def set_deadline(self, deadline: Deadline) -> None:
         """The invocation's budget, which also bounds the waits for queue room inside `produce`."""
@@ -137,8 +202,103 @@ class KafkaSink:
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal() or err.code() in _FATAL_GLOBAL:
             self._fatal = f"{err.name()}: {err.str()}"
+        elif err.code() in _UNREACHABLE:
+            self._unreachable(err)
         else:
             log.warning("Kafka client: %s", err.str())
+
+    def _unreachable(self, err: KafkaError) -> None:
+        now = time.monotonic()
+        if self._outage() is None:
+            self._unreachable_since, self._unreachable_reason = now, ""
+        self._unreachable_last = now
+        # "1/1 brokers are down" says less than the connection error before it.
+        if err.code() != KafkaError._ALL_BROKERS_DOWN or not self._unreachable_reason:
+            self._unreachable_reason = err.str()
+        # A single dropped connection (an idle one the broker closed) is reconnected at once: not worth a line.
+        lasting = err.code() == KafkaError._ALL_BROKERS_DOWN or now - self._unreachable_since >= 1.0
+        if lasting and now - self._unreachable_logged >= UNREACHABLE_LOG_SECONDS:
+            self._unreachable_logged = now
+            log.error("%s", self._unreachable_text())
+
+    def _outage(self) -> float | None:
+        """When the current outage began, or None. librdkafka retries a connection at least every 10 s."""
+        if self._unreachable_since is None or time.monotonic() - self._unreachable_last > _OUTAGE_QUIET_SECONDS:
+            return None
+        return self._unreachable_since
+
+    def _unreachable_text(self, fallback: str = "") -> str:
+        reason = self._unreachable_reason or fallback or "no broker answers"
+        return f"cannot reach Kafka at {self.bootstrap}: {reason}"
+
+    def _check_reachable(self, producer: Producer) -> None:
+        """Fail once no broker has answered for UNREACHABLE_FAIL_SECONDS, confirmed by a metadata request.
+
+        Nothing reports a broker coming back, so a request tells a lasting outage from one that is over.
+        """
+        since = self._outage()
+        if since is not None and time.monotonic() - since >= UNREACHABLE_FAIL_SECONDS:
+            self._confirm_reachable(producer, _CONFIRM_SECONDS)
+
+    def _confirm_reachable(self, producer: Producer, timeout: float) -> None:
+        """A metadata request: raise 'cannot reach Kafka' if no broker answers within `timeout`."""
+        self._metadata(producer, None, timeout)
+        self._unreachable_since = None
+        self._unreachable_reason = ""
+
+    def _metadata(self, producer: Producer, topic: str | None, timeout: float) -> Any:
+        """Cluster metadata (of `topic` only, if given), or 'cannot reach Kafka' when no broker answers in time.
+
+        Asked in slices: a failed authentication reaches `error_cb` only through `poll`, and must not be
+        hidden behind the whole wait.
+        """
+        until = time.monotonic() + timeout
+        while True:
+            producer.poll(0)
+            self._raise_if_fatal()
+            try:
+                return producer.list_topics(topic, timeout=max(min(_METADATA_SLICE_SECONDS, until - time.monotonic()),
+                                                               0.1))
+            except KafkaException as exc:
+                if time.monotonic() < until:
+                    producer.poll(min(0.1, max(until - time.monotonic(), 0)))  # a refused connection fails at once
+                    continue
+                producer.poll(0)  # error_cb: why no broker answered
+                self._raise_if_fatal()
+                msg = f"{self._unreachable_text(exc.args[0].str())}; check KAFKA_BOOTSTRAP_SERVERS"
+                raise FatalSinkError(msg) from exc
+
+    def _check_health(self, producer: Producer) -> None:
+        self._raise_if_fatal()
+        self._check_reachable(producer)
+
+    def _budget_spent(self, what: str) -> BudgetExceededError:
+        if self._outage() is not None:
+            what += f"; {self._unreachable_text()}"
+        return BudgetExceededError(what)
+
+    def check_topics(self, topic: str, dlq_topic: str, deadline: Deadline) -> None:
+        """Fail, naming it and how to create it, unless both topics exist."""
+        for name, variable, what in ((topic, "KAFKA_TOPIC", "topic"),
+                                     (dlq_topic, "KAFKA_DLQ_TOPIC", "dead-letter topic")):
+            producer = self.producer
+            meta = self._metadata(producer, name, max(min(TOPIC_CHECK_SECONDS, deadline.remaining()), 1.0))
+            error = meta.topics[name].error
+            if error is not None and error.code() in _TOPIC_MISSING:
+                raise ConfigError(_missing_topic(what, name, variable, self.bootstrap))
+            if error is not None:
+                msg = f"cannot use the {what} {name!r} ({variable}) at {self.bootstrap}: {error.name()}: {error.str()}"
+                raise SinkError(msg)
+            self._suspect_topics.discard(name)
+
+    def ensure_topics(self, topic: str, dlq_topic: str, deadline: Deadline) -> None:
+        """Before producing: check again a topic a record was not confirmed for (deleted since, perhaps).
+
+        The retry of a range that failed on a missing dead-letter topic then fails at once, naming it, instead
+        of sending the range's good records again.
+        """
+        if topic in self._suspect_topics or dlq_topic in self._suspect_topics:
+            self.check_topics(topic, dlq_topic, deadline)
 
     def produce(self, topic: str, key: bytes | None, value: bytes, where: Provenance,
                 tracker: DeliveryTracker) -> None:
@@ -168,7 +328,7 @@ class KafkaSink:
             # The client judged this record by itself (its size), not with a batch.
             tracker.undeliverable.append(Undeliverable(topic, key, value, where, err, alone=True))
             return
-        raise self._sink_error(err) from exc
+        raise self._sink_error(err, topic) from exc
 
     def produce_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes]], where: Provenance,
                     tracker: DeliveryTracker) -> int:
@@ -215,14 +375,14 @@ class KafkaSink:
         for item in refused:
             self._produce_one(self._prober, item.topic, item.key, item.value, item.where, tracker)
         while not tracker.done:
-            self._raise_if_fatal()
+            self._check_health(self._prober)
             if deadline.expired():
                 msg = (f"time budget spent re-sending {len(refused)} record(s) Kafka refused with their batch "
                        f"({tracker.pending} still unconfirmed)")
-                raise BudgetExceededError(msg)
+                raise self._budget_spent(msg)
             self._prober.poll(min(0.1, deadline.remaining()))
         if tracker.error is not None:
-            raise self._sink_error(tracker.error)
+            raise self._sink_error(tracker.error, tracker.error_topic)
         self._warn_batches_over_limit(refused, tracker.undeliverable)
         return tracker.undeliverable
 
@@ -245,11 +405,11 @@ class KafkaSink:
             self._serve_reports(producer, 0.01)
 
     def _serve_reports(self, producer: Producer, seconds: float) -> None:
-        self._raise_if_fatal()
+        self._check_health(producer)
         if self._deadline is not None and self._deadline.expired():
             # Kafka is not taking records (down, or slower than the budget): fail now, not when FC kills us.
             msg = f"time budget spent waiting for room in the producer queue ({len(producer)} record(s) queued)"
-            raise BudgetExceededError(msg)
+            raise self._budget_spent(msg)
         producer.poll(seconds)
 
     def poll(self) -> None:
@@ -259,13 +419,13 @@ class KafkaSink:
         """Serve delivery reports until `tracker` settles; raise on its first error or when the budget is spent."""
         producer = self.producer
         while not tracker.done:
-            self._raise_if_fatal()
+            self._check_health(producer)
             if deadline.expired():
                 msg = f"time budget spent with {tracker.pending} record(s) still unconfirmed by Kafka"
-                raise BudgetExceededError(msg)
+                raise self._budget_spent(msg)
             producer.poll(min(0.1, deadline.remaining()))
         if tracker.error is not None:
-            raise self._sink_error(tracker.error)
+            raise self._sink_error(tracker.error, tracker.error_topic)
 
     def abandon(self) -> None:
         """Drop everything queued or in flight after a failure, so the next invocation starts clean.
@@ -298,12 +458,31 @@ class KafkaSink:
             msg = f"Kafka producer cannot go on: {self._fatal}"
             raise FatalSinkError(msg)
 
-    def _sink_error(self, err: KafkaError) -> SinkError:
+    def _sink_error(self, err: KafkaError, topic: str | None = None) -> SinkError:
         if err.fatal() or err.code() in _FATAL_GLOBAL:
             self._fatal = f"{err.name()}: {err.str()}"
             return FatalSinkError(f"Kafka producer cannot go on: {self._fatal}")
-        return SinkError(f"Kafka did not confirm a record: {err.name()}: {err.str()}")
+        if topic is None:
+            return SinkError(f"Kafka did not confirm a record: {err.name()}: {err.str()}")
+        self._suspect_topics.add(topic)
+        if err.code() in _TOPIC_MISSING:
+            return SinkError(f"Kafka did not confirm a record for topic {topic!r}: "
+                             f"{_missing_topic('topic', topic, 'KAFKA_TOPIC or KAFKA_DLQ_TOPIC', self.bootstrap)}")
+        text = f"Kafka did not confirm a record for topic {topic!r}: {err.name()}: {err.str()}"
+        if self._outage() is not None:
+            text += f"; {self._unreachable_text()}"
+        return SinkError(text)
 
+
+def _missing_topic(what: str, name: str, variable: str, bootstrap: str) -> str:
+    return (f"the {what} {name!r} ({variable}) does not exist at {bootstrap}: create it, e.g. "
+            f"kafka-topics.sh --bootstrap-server {bootstrap} --create --topic {name}, or set {variable} to one "
+            "that exists")
+
+
+# Delivery errors a failed transaction gives its other records: they say nothing of why it failed.
+_CONSEQUENCES = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._STATE,
+                           KafkaError._INCONSISTENT})
 
 # Longest single wait inside a transactional call before checking for fatal errors again.
 _TXN_CALL_SLICE_SECONDS = 1.0
@@ -331,6 +510,9 @@ class TransactionalKafkaSink(KafkaSink):
 
     def init(self, deadline: Deadline) -> None:
         if self._initialized and self._producer is not None:
+            # The broker of a warm producer may be gone since; the checkpoint read that follows would wait for it
+            # without saying why. A reachable cluster answers in milliseconds.
+            self._confirm_reachable(self._producer, max(min(UNREACHABLE_FAIL_SECONDS, deadline.remaining()), 0.5))
             return
         self._call("init_transactions", deadline)
         self._initialized = True
@@ -353,6 +535,13 @@ class TransactionalKafkaSink(KafkaSink):
         self._trackers.append(tracker)
         return super().produce_all(topic, records, where, tracker)
 
+    def delivery_error(self) -> SinkError | None:
+        """The first delivery error of the last transaction that was not merely a consequence of its failing."""
+        for tracker in self._trackers:
+            if tracker.error is not None and tracker.error.code() not in _CONSEQUENCES:
+                return self._sink_error(tracker.error, tracker.error_topic)
+        return None
+
     def refused_by_broker(self) -> list[Undeliverable]:
         """Records of the last transaction the broker refused with their batch (reports served so far)."""
         return [item for tracker in dict.fromkeys(self._trackers) for item in tracker.undeliverable
@@ -370,6 +559,8 @@ class TransactionalKafkaSink(KafkaSink):
             self._producer.abort_transaction(max(deadline.remaining(), 1.0))
             self._in_transaction = False
             self._producer.poll(0)  # the aborted records' reports: a refusal among them explains the failure
+            # A topic a record of the transaction was not confirmed for is checked again before the retry.
+            self._suspect_topics.update(t.error_topic for t in self._trackers if t.error_topic)
         except KafkaException as exc:
             log.warning("abort of transaction %s failed (%s); the producer will be recreated",
                         self.transactional_id, exc.args[0].str())
@@ -411,6 +602,7 @@ class TransactionalKafkaSink(KafkaSink):
                 self._drop()  # the retry builds a new producer, which authenticates afresh
                 msg = f"Kafka producer cannot go on: {fatal}"
                 raise FatalSinkError(msg)
+            self._check_reachable(self.producer)
             try:
                 getattr(self.producer, op)(max(min(deadline.remaining(), _TXN_CALL_SLICE_SECONDS), 0.5))
                 return
@@ -422,8 +614,8 @@ class TransactionalKafkaSink(KafkaSink):
                     continue
                 raise self._txn_error(op, err) from exc
 
-    def _sink_error(self, err: KafkaError) -> SinkError:
-        error = super()._sink_error(err)
+    def _sink_error(self, err: KafkaError, topic: str | None = None) -> SinkError:
+        error = super()._sink_error(err, topic)
         if not isinstance(error, FatalSinkError):
             return error
         # A fenced producer can neither flush nor abort; the retry's new one aborts what this one left open.
@@ -436,7 +628,10 @@ class TransactionalKafkaSink(KafkaSink):
             self._drop()
             return FatalSinkError(f"{op} of transaction {self.transactional_id} failed for good ({err.name()}: "
                                   f"{err.str()}); another instance may own this shard now (fenced)")
-        return SinkError(f"{op} of transaction {self.transactional_id} failed: {err.name()}: {err.str()}")
+        text = f"{op} of transaction {self.transactional_id} failed: {err.name()}: {err.str()}"
+        if self._outage() is not None:
+            text += f"; {self._unreachable_text()}"
+        return SinkError(text)
 
     def _drop(self) -> None:
         self._producer = None

@@ -18,7 +18,7 @@ from typing import Any
 
 from checkpoints.base import Checkpoint
 from checkpoints.kafka_txn import KafkaCheckpointStore
-from processor.errors import BudgetExceededError, FatalSinkError, SinkError
+from processor.errors import BudgetExceededError, CheckpointError, FatalSinkError, SinkError
 from processor.pipeline import RangePipeline, Summary, _InFlight
 from processor.sink import TransactionalKafkaSink
 from processor.source import ShardRangeSource
@@ -70,8 +70,13 @@ class ExactlyOncePipeline(RangePipeline):
                     raise
                 log.warning("transaction aborted (%s); re-reading from committed cursor %s", exc, s.cursor_reached)
                 self.stats.kafka_retries += 1
-            except BaseException:
+            except BaseException as exc:
                 self.sink.abort(self.deadline)
+                # A checkpoint write fails when the transaction already has (a record for a missing topic, say):
+                # that record's delivery error is the one worth reporting.
+                cause = self.sink.delivery_error() if isinstance(exc, CheckpointError) else None
+                if cause is not None:
+                    raise cause from exc
                 raise
 
     def load_checkpoint(self) -> Checkpoint | None:
