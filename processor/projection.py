@@ -2,10 +2,10 @@
 
 Pure and per-record hot: no I/O, no logging; fields are compiled once into (source, output, coercer) tuples.
 A group is projected a column at a time (`Projector._columns`): every value of one field is read, checked and
-coerced by C-level loops (`map`, `operator` getters, one regex over a joined column), so the per-record Python
-cost does not grow with the number of fields. Any group that does not fit that shape exactly (a poison value,
-a missing or repeated field, mixed layouts) is projected again one log at a time, which words every reject;
-the two paths give the same records.
+coerced by C-level loops (`map`, `operator` getters, one JSON parse of a column of number texts), so the
+per-record Python cost does not grow with the number of fields. Any group that does not fit that shape exactly
+(a poison value, a missing or repeated field, mixed layouts) is projected again one log at a time, which words
+every reject; the two paths give the same records.
 The one error is the dead-letter tolerance (`Projector.check_page`): a page whose rejects show that the
 configuration fits no record is refused as a whole rather than dead-lettered.
 """
@@ -144,9 +144,6 @@ _MISSING = object()
 _CONTENTS, _KEY, _VALUE = attrgetter("Contents"), attrgetter("Key"), attrgetter("Value")
 _TIME, _TIME_NS, _HAS_TIME_NS = attrgetter("Time"), attrgetter("Time_ns"), methodcaller("HasField", "Time_ns")
 _FIRST = itemgetter(0)
-# A column of integer texts joined by commas; at most 18 digits, so every one is within 64 bits. A value holding
-# a comma passes this but then fails `int`, which sends the group one log at a time.
-_INT_COLUMN = re.compile(r"-?[0-9]{1,18}(?:,-?[0-9]{1,18})*")
 
 
 class _Irregular(Exception):
@@ -471,9 +468,34 @@ def _coerced(src: str, coerce: Coercer, required: bool, col: list[Any]) -> list[
             return col
         if kind is str and coerce is _any:
             return col
-        if kind is str and (coerce is _int or coerce is _number) and _INT_COLUMN.fullmatch(",".join(col)):
-            return list(map(int, col))
+        if kind is str and (coerce is _int or coerce is _number or coerce is _float):
+            numbers = _number_texts(col, coerce)
+            if numbers is not None:
+                return numbers
     return list(map(coerce, repeat(src), col))
+
+
+def _number_texts(col: list[str], coerce: Coercer) -> list[Any] | None:
+    """Texts of numbers (key/value contents) parsed as one JSON array, or None where a coercer might differ.
+
+    Each text must then hold exactly one JSON number between JSON whitespace, all of which `str.strip` removes
+    too: a comma or bracket changes the count or the types, an empty text breaks the array. A JSON integer is
+    what `_INT_TEXT` matches; orjson hands an integer beyond 64 bits over as a float, which a text of at most
+    18 characters cannot hold.
+    """
+    try:
+        numbers = orjson.loads("[" + ",".join(col) + "]")
+    except orjson.JSONDecodeError:
+        return None
+    if len(numbers) != len(col):
+        return None
+    kinds = set(map(type, numbers))
+    if kinds == {int}:
+        if min(numbers) < _INT_MIN or max(numbers) > _INT_MAX:
+            return None
+    elif coerce is _int or not kinds <= {int, float} or max(map(len, col)) > 18:
+        return None
+    return list(map(float, numbers)) if coerce is _float else numbers
 
 
 def _utf8(value: bytes | str, what: str) -> str:

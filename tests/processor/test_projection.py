@@ -235,13 +235,15 @@ def test_tolerance_none_refuses_any_reject_and_all_none():
 # The column path (`Projector._columns`) must give exactly what projecting one log at a time gives, whatever the
 # group holds: these groups mix the shapes that send a group one log at a time with the ones that do not.
 VALUES = ["12", "-7", "007", " 5 ", "2.5", "1e3", "1,2", "", "x", "true", "False", "9" * 18, "9" * 19, "9" * 20,
-          "-" + "9" * 20, "NaN", "inf", "١٢", "1_000", b"12", b"Jos\xe9", b"Ana", 'a","b', "x\\", '"', "é\u2028"]
+          "-" + "9" * 20, "NaN", "inf", "١٢", "1_000", b"12", b"Jos\xe9", b"Ana", 'a","b', "x\\", '"', "é\u2028",
+          "1.0", "-0", "1E400", "1e3", "18446744073709551615", "18446744073709551616", "-9223372036854775809",
+          "0.12345678901234567", " 7", "\t7\n", "\x0c7", "5.", "[5]", "5]", "1,", "0x1F"]
 JSON_VALUES = [12, -7, 2.5, True, None, "12", " 3 ", "x", 2**64, 2**63, -(2**63) - 1, 1e308, [1], {"a": 1}, "1_0",
                'a","b', "x\\", '"', "é\u2028", 1e-7, -0.0, False, [], {}]
 
 
 def good_value(rng, key, typed):
-    value = rng.choice([True, False]) if key == "zone" else rng.randint(-5, 200)
+    value = rng.choice([True, False]) if key == "zone" else rng.choice([rng.randint(-5, 200)] * 9 + [2.5])
     return value if typed else str(value).lower()
 
 
