@@ -3,6 +3,8 @@
 Measured inside the child (from before the import to after `initialize`), plus the child's whole life as seen
 from outside (interpreter start and exit included). Runs with the bytecode cache warm, and with an empty one
 (a fresh PYTHONPYCACHEPREFIX: every module compiled from source, the worst case for a package without .pyc).
+One more warm run under `-X importtime` says where the import goes: each module's own time, summed by top-level
+package (the standard library's together).
 """
 
 from __future__ import annotations
@@ -34,16 +36,47 @@ def _once(env: dict[str, str]) -> dict[str, float]:
             "process_ms": (time.perf_counter() - started) * 1000}
 
 
+def import_breakdown(env: dict[str, str]) -> dict[str, float]:
+    """Milliseconds of `import processor.handler` per top-level package (self times summed), largest first."""
+    at_start = {name for name, _ in _import_times(env, "pass")}  # site and what it loads come before t0
+    spent: dict[str, float] = {}
+    for name, ms in _import_times(env, "import processor.handler"):
+        if name in at_start:
+            continue
+        top = name.split(".")[0]
+        group = "(standard library)" if top in sys.stdlib_module_names or top.startswith("_") else top
+        spent[group] = spent.get(group, 0.0) + ms
+    return {k: round(v, 1) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
+
+
+def _import_times(env: dict[str, str], code: str) -> list[tuple[str, float]]:
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    times = []
+    for line in out.stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[0].strip().isdigit():  # not the header, nor anything else printed
+            times.append((parts[2].strip(), int(parts[0]) / 1000))
+    return times
+
+
 def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: round(statistics.median(r[k] for r in runs), 1) for k in runs[0]}
 
 
 def measure(env: dict[str, str], runs: int = 7) -> dict[str, Any]:
     """Medians over `runs` fresh interpreters (after one warm-up), and over a few with no bytecode cache."""
-    _once(env)  # writes the .pyc files a warm measurement relies on
-    warm = [_once(env) for _ in range(runs)]
+    # Bytecode in a cache of its own, written by the warm-up: an environment with PYTHONDONTWRITEBYTECODE would
+    # otherwise measure the project's modules compiled from source at every "warm" start.
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    with tempfile.TemporaryDirectory(prefix="bench-pycache-") as cache:
+        env["PYTHONPYCACHEPREFIX"] = cache
+        _once(env)  # writes the .pyc files a warm measurement relies on
+        warm = [_once(env) for _ in range(runs)]
+        breakdown = import_breakdown(env)
     cold = []
     for _ in range(max(1, runs // 3)):
         with tempfile.TemporaryDirectory(prefix="bench-pycache-") as cache:
             cold.append(_once({**env, "PYTHONPYCACHEPREFIX": cache}))
-    return {"runs": runs, "warm_bytecode": _medians(warm), "no_bytecode_cache": _medians(cold)}
+    return {"runs": runs, "warm_bytecode": _medians(warm), "no_bytecode_cache": _medians(cold),
+            "import_ms_by_package": breakdown}

@@ -124,9 +124,14 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["", f"Memory: one {r['records']:,}-record shard range, at-least-once, peaks at "
                   f"{r['peak_rss_mb']:.0f} MB RSS (peak per quarter of the run: {quarters} MB)."]
     c = doc["cold_start"]
+    w = c["warm_bytecode"]
     lines += ["", f"Cold start (import `processor.handler` + `initialize`, fresh interpreter, median of {c['runs']}): "
-              f"{c['warm_bytecode']['total_ms']:.0f} ms with .pyc files, {c['no_bytecode_cache']['total_ms']:.0f} ms "
-              "without."]
+              f"{w['total_ms']:.0f} ms with .pyc files (import {w['import_ms']:.0f} ms, initialize "
+              f"{w['initialize_ms']:.0f} ms), {c['no_bytecode_cache']['total_ms']:.0f} ms without."]
+    if c.get("import_ms_by_package"):
+        top = list(c["import_ms_by_package"].items())[:8]
+        lines += ["", "Import by package (`-X importtime`, own time of each module, one run): "
+                  + ", ".join(f"{name} {ms:.0f} ms" for name, ms in top) + "."]
     return "\n".join(lines) + "\n"
 
 
