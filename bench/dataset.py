@@ -128,6 +128,51 @@ def fill_layout(client: LogClient, project: str, shape: Shape, records: int, see
     return Dataset(project, logstore, 1, records, groups, raw, expected)
 
 
+@dataclass
+class SmallRanges:
+    """Consecutive ranges of one shard, `reps` of each size: what warm invocations of an everyday trigger carry."""
+
+    dataset: Dataset
+    sizes: list[int]
+    events: list[str]  # a warm-up range first, then sizes[i] records in events[i + 1]
+
+
+def fill_small_ranges(client: LogClient, project: str, endpoint: str, sizes: tuple[int, ...], reps: int,
+                      seed: int = 13) -> SmallRanges:
+    """One shard holding, for each size, `reps` ranges of that many driving logs (groups of up to 1,000 logs,
+    as Logtail sends them every second or so), each range a trigger event of its own; a first one of the
+    smallest size warms an instance up."""
+    logstore = "small-ranges"
+    client.create_logstore(project, logstore, ttl=7, shard_count=1)
+    expected = Expected()
+    logs = driving_logs(sum(sizes) * reps + min(sizes), seed)
+    groups = raw = 0
+    range_sizes, events = [], []
+    for size in [min(sizes), *(size for size in sizes for _ in range(reps))]:
+        begin = client.get_end_cursor(project, logstore, 0).get_cursor()
+        left = size
+        while left:
+            group = LogGroup()
+            group.Topic, group.Source = "driving", "10.0.0.7"
+            for _ in range(min(left, 1000)):
+                rec = next(logs)
+                log = group.Logs.add()
+                log.Time = 1_700_000_000 + rec["seq"] // 1000
+                content = log.Contents.add()
+                content.Key, content.Value = "content", orjson.dumps(rec).decode()
+                expected.add(orjson.dumps({"speed": rec["speed"], "carID": rec["carID"]}))
+            left -= len(group.Logs)
+            raw += group.ByteSize()
+            client.put_log_raw(project, logstore, group)
+            groups += 1
+        end = client.get_end_cursor(project, logstore, 0).get_cursor()
+        event = TriggerEvent(endpoint, project, logstore, 0, begin, end, {}, "bench", f"small-{len(events)}")
+        events.append(orjson.dumps(event.to_dict()).decode())
+        range_sizes.append(size)
+    data = Dataset(project, logstore, 1, sum(range_sizes), groups, raw, expected)
+    return SmallRanges(data, range_sizes[1:], events)
+
+
 def trigger_events(client: LogClient, endpoint: str, data: Dataset) -> list[bytes]:
     """One SLS-trigger event per shard covering everything written, as FC would deliver them."""
     events = []

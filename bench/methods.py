@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,6 +176,28 @@ def ours(spec: Spec) -> Outcome:
         raw += summary["bytes_read"]
         invocations.append({k: summary[k] for k in ("shard", "records_read", "batches", "duration_seconds")})
     return Outcome(records, raw, {"invocations": invocations})
+
+
+def small_ranges(spec: Spec) -> Outcome:
+    """Warm invocations, one per event, each timed: latency (ms) per range size (`spec.options["sizes"]`).
+
+    The first event only warms the instance up (its first SLS client, its transactional producer): untimed.
+    """
+    from processor import handler
+
+    first = handler.handler(spec.events[0], None)
+    records, raw = first["records_read"], first["bytes_read"]
+    latencies: dict[str, list[float]] = {}
+    for event, size in zip(spec.events[1:], spec.options["sizes"], strict=True):
+        started = time.perf_counter()
+        summary = handler.handler(event, None)
+        latencies.setdefault(str(size), []).append(round((time.perf_counter() - started) * 1000, 2))
+        if summary["produced"] != size:
+            msg = f"a range of {size} records produced {summary['produced']}"
+            raise RuntimeError(msg)
+        records += summary["records_read"]
+        raw += summary["bytes_read"]
+    return Outcome(records, raw, {"latencies_ms": latencies})
 
 
 def start_at_least_once(spec: Spec) -> None:

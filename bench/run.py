@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -20,7 +21,7 @@ import orjson
 from aliyun.log import LogClient
 
 from bench import coldstart, report, services
-from bench.dataset import Dataset, fill, fill_layout, trigger_events
+from bench.dataset import Dataset, fill, fill_layout, fill_small_ranges, trigger_events
 from bench.layouts import LAYOUTS, WIDTHS, Shape, shapes
 from bench.methods import Spec
 from bench.verify import verify
@@ -37,6 +38,8 @@ RUNS = (
     ("stages", "stages", "main", True),
     ("range", "at_least_once", "range", True),
 )
+# Records per warm invocation in the small-range table: at 1,000 records/s a 3 s trigger interval carries 3,000.
+SMALL_SIZES = (300, 3_000, 30_000)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"comma-separated layouts to compare with the naive loop (default {','.join(LAYOUTS)})")
     p.add_argument("--widths", type=_widths, default=WIDTHS,
                    help="comma-separated log widths: 7 (the lesson's fields) and/or 25 (a 600-byte log; default 7,25)")
+    p.add_argument("--small-reps", type=int, default=15,
+                   help="warm invocations of each small range size (300, 3000, 30000 records) per delivery mode; "
+                   "0 skips them (default 15)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of each output topic (default 4)")
     p.add_argument("--cold-start-runs", type=int, default=7, help="fresh interpreters for the cold start (default 7)")
     p.add_argument("--bootstrap", help="use this Kafka broker instead of starting one for the run")
@@ -91,6 +97,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append(f"--layout-records {args.layout_records}")
     if args.layouts != LAYOUTS:
         parts.append(f"--layouts {','.join(args.layouts)}")
+    if args.small_reps != 15:
+        parts.append(f"--small-reps {args.small_reps}")
     if args.widths != WIDTHS:
         parts.append(f"--widths {','.join(map(str, args.widths))}")
     return " ".join(parts)
@@ -130,6 +138,8 @@ def run(args: argparse.Namespace, svc: services.Services) -> dict[str, Any]:
             doc[name] = _measure(doc, svc, client, env, args, name, spec, data[which], keyed)
     doc["layouts"] = {shape.name: _layout(doc, svc, client, env, args, shape)
                       for shape in shapes(args.layouts, args.widths) if args.layout_records}
+    if args.small_reps:
+        doc["small_ranges"] = _small_ranges(doc, svc, client, env, args)
     doc["lesson"]["extrapolated_seconds_for_dataset"] = round(args.records / doc["lesson"]["records_per_second"], 1)
     doc["ratios"] = report.ratios(doc)
     doc["layout_ratios"] = report.layout_ratios(doc)
@@ -145,12 +155,15 @@ def run(args: argparse.Namespace, svc: services.Services) -> dict[str, Any]:
 
 def _measure(doc: dict[str, Any], svc: services.Services, client: LogClient, env: dict[str, str],
              args: argparse.Namespace, name: str, spec: Spec, dataset: Dataset, keyed: bool) -> dict[str, Any]:
-    """Run `spec.method` over `dataset` in a worker process into a new topic, read it back, record the verdict."""
+    """Run `spec.method` over `dataset` in a worker process into a new topic, read it back, record the verdict.
+
+    The method gets one event per shard of `dataset`, unless `spec.events` already names its ranges.
+    """
     topic = services.make_topic(svc.bootstrap, f"bench-{name.replace('/', '-')}-{uuid.uuid4().hex[:8]}",
                                 args.partitions)
     services.make_topic(svc.bootstrap, f"{topic}.dlq", 1)  # the function checks it exists at `initialize`
     spec.topic = topic
-    spec.events = [e.decode() for e in trigger_events(client, services.SLS_ENDPOINT, dataset)]
+    spec.events = spec.events or [e.decode() for e in trigger_events(client, services.SLS_ENDPOINT, dataset)]
     spec.checkpoint_dir = str(Path(env.get("TMPDIR", "/tmp")) / f"bench-checkpoints-{topic}")
     print(f"== {name}: {dataset.records:,} records from {dataset.logstore} ...", file=sys.stderr, flush=True)
     load = [round(v, 2) for v in os.getloadavg()]
@@ -177,6 +190,26 @@ def _layout(doc: dict[str, Any], svc: services.Services, client: LogClient, env:
     # The emulator holds every logstore in memory: drop each layout's data once it has been measured.
     client.delete_logstore(PROJECT, dataset.logstore)
     return out
+
+
+def _small_ranges(doc: dict[str, Any], svc: services.Services, client: LogClient, env: dict[str, str],
+                  args: argparse.Namespace) -> dict[str, Any]:
+    """Warm invocations of SMALL_SIZES records, `args.small_reps` each, per delivery mode: p50 and p95 latency."""
+    ranges = fill_small_ranges(client, PROJECT, services.SLS_ENDPOINT, SMALL_SIZES, args.small_reps)
+    out: dict[str, Any] = {"reps": args.small_reps}
+    for mode in ("at_least_once", "exactly_once"):
+        spec = Spec(f"small_{mode}", svc.bootstrap, "", list(ranges.events), options={"sizes": ranges.sizes})
+        result = _measure(doc, svc, client, env, args, f"small/{mode}", spec, ranges.dataset, True)
+        result["latency_ms"] = {size: _percentiles(values) for size, values in result.pop("latencies_ms").items()}
+        out[mode] = result
+    return out
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    # Nearest rank: with 15 invocations p95 is the slowest but one.
+    return {"p50": ordered[math.ceil(0.50 * len(ordered)) - 1], "p95": ordered[math.ceil(0.95 * len(ordered)) - 1],
+            "max": ordered[-1]}
 
 
 def _spent(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, float | None]:

@@ -25,11 +25,15 @@ METHODS: dict[str, Callable[[Spec], Outcome]] = {
     "at_least_once": methods.ours,
     "exactly_once": methods.ours,
     "stages": stages.breakdown,
+    "small_at_least_once": methods.small_ranges,
+    "small_exactly_once": methods.small_ranges,
 }
 # Run before the clock: an FC instance starts once (the cold start, measured apart) for many invocations.
 STARTS: dict[str, Callable[[Spec], None]] = {
     "at_least_once": methods.start_at_least_once,
     "exactly_once": methods.start_exactly_once,
+    "small_at_least_once": methods.start_at_least_once,
+    "small_exactly_once": methods.start_exactly_once,
 }
 
 

@@ -16,6 +16,7 @@ RUNS = ("at_least_once", "exactly_once", "naive", "lesson", "stages", "range")
 def test_bench_on_a_tiny_data_set_delivers_every_record_for_every_method(kafka, tmp_path):
     cmd = [sys.executable, "-m", "bench", "--records", "3000", "--shards", "2", "--lesson-records", "200",
            "--range-records", "2500", "--cold-start-runs", "1", "--layout-records", "300", "--widths", "25",
+           "--small-reps", "1",
            "--bootstrap", kafka.bootstrap, "--out", str(tmp_path)]
 
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
@@ -45,3 +46,7 @@ def test_bench_on_a_tiny_data_set_delivers_every_record_for_every_method(kafka, 
     assert "| (c) this project, at-least-once | 3,000 |" in table
     assert "extrapolated" in table
     assert "| raw | 25 fields (" in table
+    for mode in ("at_least_once", "exactly_once"):
+        assert doc["verification"][f"small/{mode}"]["ok"], mode
+        assert set(doc["small_ranges"][mode]["latency_ms"]) == {"300", "3000", "30000"}
+    assert "| 3,000 | " in table
