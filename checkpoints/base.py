@@ -79,7 +79,11 @@ def merge(current: Checkpoint | None, new: Checkpoint) -> Checkpoint:
     return Checkpoint(cursor, origin)
 
 
-class CheckpointStore(Protocol):
+class CheckpointReader(Protocol):
+    def load(self, key: CheckpointKey) -> Checkpoint | None: ...
+
+
+class CheckpointStore(CheckpointReader, Protocol):
     """Keeps one `Checkpoint` per key.
 
     `save` is called only after Kafka confirmed every record before the cursor, so a crash after `save` loses
@@ -87,7 +91,5 @@ class CheckpointStore(Protocol):
     writers may share applies `merge` against what it holds, so a slow instance never moves it backwards, and
     returns what it now holds.
     """
-
-    def load(self, key: CheckpointKey) -> Checkpoint | None: ...
 
     def save(self, key: CheckpointKey, checkpoint: Checkpoint) -> Checkpoint: ...

@@ -1,8 +1,8 @@
 """Checkpoints as records in a compacted Kafka topic, written in the same transaction as the data (KIP-618 style).
 
-`save` only *produces* the checkpoint record on the caller's transactional producer; it becomes visible when
-the transaction commits, together with the records it covers, or never. `load` reads the latest committed
-record for a key with a read_committed consumer.
+`record` builds the checkpoint record that the transactional commit strategy produces in the transaction of
+the records it covers: it becomes visible when that transaction commits, or never. `load` reads the latest
+committed record for a key with a read_committed consumer.
 """
 
 from __future__ import annotations
@@ -29,14 +29,9 @@ class KafkaCheckpointStore:
         self.topic = topic
         self.timeout = timeout
         self._client_config = {k: v for k, v in client_config.items() if not _producer_only(k)}
-        self._producer: Any = None
         self._consumer: Consumer | None = None
         self._admin: AdminClient | None = None
         self._topic_ready = False
-
-    def bind(self, producer: Any) -> None:
-        """The transactional producer `save` writes with; set before each run."""
-        self._producer = producer
 
     def ensure_topic(self, deadline: Deadline | None = None) -> None:
         if self._topic_ready:
@@ -58,28 +53,16 @@ class KafkaCheckpointStore:
                 raise CheckpointError(msg) from exc
         self._topic_ready = True
 
-    def save(self, key: CheckpointKey, checkpoint: Checkpoint) -> Checkpoint:
-        """Produce `checkpoint` in the running transaction.
+    def record(self, key: CheckpointKey, checkpoint: Checkpoint) -> tuple[str, bytes, bytes]:
+        """(topic, key, value) of the record that commits `checkpoint`, for the transaction that covers it.
 
-        No merge here: the transactional id fences every other writer of the key, and the pipeline builds
-        `checkpoint` from the one it loaded after fencing them.
+        Written by the transactional commit strategy in the same transaction as the records: no merge is
+        needed, since the transactional id fences every other writer of the key.
         """
-        if self._producer is None:
-            msg = "KafkaCheckpointStore.save needs the transactional producer (bind) of the running transaction"
-            raise CheckpointError(msg)
         value = orjson.dumps({"cursor": checkpoint.cursor, "origin": checkpoint.origin, "project": key.project,
                               "logstore": key.logstore, "shard": key.shard, "scope": key.scope,
                               "saved_at": time.time()})
-        while True:
-            try:
-                self._producer.produce(self.topic, value, str(key).encode())
-                return checkpoint
-            except BufferError:
-                # The transaction's records fill the local queue: let deliveries drain, then try again.
-                self._producer.poll(0.05)
-            except KafkaException as exc:
-                msg = f"cannot write checkpoint {key} to topic {self.topic!r}: {exc.args[0].str()}"
-                raise CheckpointError(msg) from exc
+        return self.topic, str(key).encode(), value
 
     def load(self, key: CheckpointKey, deadline: Deadline | None = None) -> Checkpoint | None:
         """The latest committed cursor for `key`, read by `deadline` (default: within the store's timeout).

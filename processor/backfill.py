@@ -37,15 +37,14 @@ from typing import Any, BinaryIO, Protocol
 
 import orjson
 
+from checkpoints.null import NullCheckpointStore
 from processor.credentials import Credentials
+from processor.delivery.dry_run import DEFAULT_MESSAGE_MAX_BYTES, PrintingSink
 from processor.errors import CheckpointError, ConfigError
 from processor.event import TriggerEvent, cursor_position
-from processor.pipeline import Summary
 from processor.poller import StopFlag, invocation_retrying
-from processor.retry import DeadlineLogClient, RetryStats, sls_retrying
 from processor.runtime import Runtime
 from processor.shards import Logstore, Position, ShardInfo, cursor_from_position
-from processor.source import MAX_PAGE_BYTES, Gap, ShardRangeSource
 
 log = logging.getLogger(__name__)
 
@@ -304,10 +303,8 @@ class LocalInvoker:
 
 
 class DryRunInvoker:
-    """Reads and projects like the handler, writing each record's value as a JSON line instead of producing.
-
-    Nothing is checkpointed. Records that would be dead-lettered are logged with their reason.
-    """
+    """Runs the handler's loop with a sink that prints each record's value as a JSON line and a store that keeps
+    nothing: a real run's checks apply (dead-letter tolerance, records too large), nothing is produced."""
 
     def __init__(self, runtime: Runtime, credentials: Credentials, out: BinaryIO, lock: Any) -> None:
         self.runtime = runtime
@@ -316,40 +313,11 @@ class DryRunInvoker:
         self.lock = lock
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        started = time.monotonic()
-        ev = TriggerEvent.from_json(event)
-        settings = self.runtime.settings.with_parameter(ev.parameter)
-        projector = self.runtime.projector(settings)
-        stats = RetryStats()
-        s = Summary(ev.project, ev.logstore, ev.shard, ev.begin_cursor, ev.end_cursor, ev.begin_cursor, ev.end_cursor)
-
-        def on_gap(gap: Gap) -> None:
-            s.gaps.append(gap.as_dict())
-
-        deadline = self.runtime.deadline(None)
-        client = DeadlineLogClient(self.runtime.sls_client(ev.endpoint, self.credentials), deadline,
-                                   max_pull_bytes=MAX_PAGE_BYTES)
-        source = ShardRangeSource(client, ev.project, ev.logstore, ev.shard, ev.begin_cursor, ev.end_cursor,
-                                  settings.source, sls_retrying(deadline, stats), on_gap, deadline)
-        for batch in source:
-            lines = []
-            for group in batch.groups:
-                good, bad = projector.project_group(group)
-                lines.extend(value for _key, value in good)
-                for rejected in bad:
-                    log.warning("shard %d cursor %s: would be dead-lettered: %s", ev.shard, batch.cursor,
-                                rejected.reason)
-                s.dead_lettered += len(bad)
-                s.records_read += len(good) + len(bad)
-            s.produced += len(lines)
-            s.log_groups += len(batch.groups)
-            s.batches += 1
-            with self.lock:
-                self.out.write(b"".join(line + b"\n" for line in lines))
-                self.out.flush()
-        s.sls_retries = stats.sls_retries
-        s.duration_seconds = round(time.monotonic() - started, 3)
-        return s.as_dict()
+        trigger = TriggerEvent.from_json(event)
+        kafka = self.runtime.settings.with_parameter(trigger.parameter).kafka
+        max_bytes = int(kafka.producer_config().get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+        sink = PrintingSink(self.out, self.lock, kafka.dlq_topic, max_bytes)
+        return self.runtime.process(trigger, self.credentials, sink=sink, store=NullCheckpointStore()).as_dict()
 
 
 @dataclass

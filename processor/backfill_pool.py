@@ -63,7 +63,7 @@ def shards_with_progress(job: BackfillJob, settings: Settings, ranges: Sequence[
 def _probe(job: BackfillJob, settings: Settings, credentials: Credentials, shards: list[int], answer: Any) -> None:
     runtime = Runtime(settings)
     try:
-        store = runtime.checkpoint_store(runtime.sls_client(job.endpoint, credentials))
+        store = runtime.checkpoint_reader(runtime.sls_client(job.endpoint, credentials))
         answer.put([s for s in shards if store.load(CheckpointKey(job.project, job.logstore, s, job.scope))])
     except ProcessorError as exc:
         answer.put(exc)

@@ -37,9 +37,9 @@ from checkpoints.base import Checkpoint, CheckpointKey, CheckpointStore
 from checkpoints.file import FileCheckpointStore
 from checkpoints.sls_consumer_group import SlsConsumerGroupStore
 from processor.credentials import Credentials
+from processor.delivery.summary import Summary
 from processor.errors import CheckpointError, ConfigError, CursorExpiredError, EventError, ProcessorError
 from processor.event import TriggerEvent, cursor_position
-from processor.pipeline import Summary
 from processor.runtime import Runtime
 from processor.shards import BEGIN, END, Logstore, Position, ShardInfo, cursor_from_position
 

@@ -65,7 +65,7 @@ def name_resolution_error(exc: BaseException, doing: str) -> SourceError | None:
 @dataclass
 class RetryStats:
     sls_retries: int = 0
-    kafka_retries: int = 0
+    aborted_transactions: int = 0
 
 
 def is_transient_sls_error(exc: BaseException) -> bool:

@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 from aliyun.log import LogClient
 
-from checkpoints.base import CheckpointKey, CheckpointStore
+from checkpoints.base import CheckpointKey, CheckpointReader, CheckpointStore
 from checkpoints.file import FileCheckpointStore
 from checkpoints.kafka_txn import KafkaCheckpointStore
+from checkpoints.null import NullCheckpointStore
 from checkpoints.sls_consumer_group import SlsConsumerGroupStore
 from processor.config import Settings, budget_margin
 from processor.credentials import Credentials
 from processor.deadline import Deadline
+from processor.delivery.at_least_once import AtLeastOnce
+from processor.delivery.loop import CommitStrategy, RangeLoop, RangeRun
+from processor.delivery.observers import BatchObserver
+from processor.delivery.summary import Summary
+from processor.delivery.transactional import Transactional
 from processor.endpoint import check_endpoint
-from processor.errors import ProcessorError
+from processor.errors import ConfigError, ProcessorError
 from processor.event import TriggerEvent
-from processor.pipeline import RangePipeline, Summary
 from processor.projection import Projector
 from processor.retry import DeadlineLogClient, RetryStats, is_transient_sls_error, sls_retrying
-from processor.sink import KafkaSink, TransactionalKafkaSink
+from processor.sink import KafkaSink, Sink, TransactionalKafkaSink
 from processor.source import MAX_PAGE_BYTES
-from processor.transactional import ExactlyOncePipeline
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +74,9 @@ class Runtime:
         self._kafka_store: KafkaCheckpointStore | None = None
         self._sls_store: SlsConsumerGroupStore | None = None
         self._client: tuple[tuple[str, ...], LogClient] | None = None
+        # Per-batch observers every run of this instance feeds (see processor.delivery.observers).
+        self.observers: list[BatchObserver] = []
+        self._busy = threading.Lock()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Runtime:
@@ -85,18 +93,34 @@ class Runtime:
             self._client = (ident, client)
         return self._client[1]
 
-    def checkpoint_store(self, client: LogClient) -> CheckpointStore:
+    def checkpoint_reader(self, client: LogClient) -> CheckpointReader:
+        """Where this configuration's checkpoints are read (`lag`, backfill's progress check)."""
         if self.settings.checkpoint.store == "kafka":
-            if self._kafka_store is None:
-                self._kafka_store = KafkaCheckpointStore(self.settings.kafka.producer_config(),
-                                                         self.settings.kafka.checkpoint_topic)
-            return self._kafka_store
+            return self.kafka_checkpoints()
+        return self.checkpoint_store(client)
+
+    def checkpoint_store(self, client: LogClient, invocation_client: LogClient | None = None,
+                         deadline: Deadline | None = None, stats: RetryStats | None = None) -> CheckpointStore:
+        """The file or SLS store (the Kafka store is written by the transactional strategy only).
+
+        With an invocation's client, deadline and stats, SLS calls end by its deadline and transient failures
+        are retried within it.
+        """
         if self.settings.checkpoint.store == "sls":
             # Kept per client so the consumer group is created once, not per invocation.
             if self._sls_store is None or self._sls_store.client is not client:
                 self._sls_store = SlsConsumerGroupStore(client, self.settings.checkpoint.consumer_group)
-            return self._sls_store
+            if invocation_client is None or deadline is None or stats is None:
+                return self._sls_store
+            return self._sls_store.bound(invocation_client,
+                                         sls_retrying(deadline, stats, retriable=is_transient_sls_error))
         return self._file_store
+
+    def kafka_checkpoints(self) -> KafkaCheckpointStore:
+        if self._kafka_store is None:
+            self._kafka_store = KafkaCheckpointStore(self.settings.kafka.producer_config(),
+                                                     self.settings.kafka.checkpoint_topic)
+        return self._kafka_store
 
     def transactional_sink(self, key: CheckpointKey) -> TransactionalKafkaSink:
         """One producer per transactional id (project/logstore/shard[/scope]), a few kept warm per instance."""
@@ -133,7 +157,9 @@ class Runtime:
             self._kafka_store.close()
 
     def process(self, event: TriggerEvent, creds: Credentials, timeout_seconds: float | None = None,
-                scope: str = "") -> Summary:
+                scope: str = "", sink: Sink | None = None, store: CheckpointStore | None = None) -> Summary:
+        """Deliver one range. A `sink` and `store` given replace Kafka and the checkpoints (a dry run: at-least-once
+        through the same loop, e.g. a `PrintingSink` and a `NullCheckpointStore`)."""
         settings = self.settings.with_parameter(event.parameter)
         if not scope and "topic" in event.parameter:
             # Triggers on one logstore that feed different topics must not share (and skip by) one checkpoint.
@@ -146,26 +172,31 @@ class Runtime:
         # Every SLS request of the invocation, the SDK's own retries included, ends by its deadline.
         client = DeadlineLogClient(shared_client, deadline, max_pull_bytes=MAX_PAGE_BYTES)
         key = CheckpointKey(event.project, event.logstore, event.shard, scope)
-        args = (event, client, self.projector(settings))
-        store = self.checkpoint_store(shared_client)
-        if isinstance(store, SlsConsumerGroupStore):
-            store = store.bound(client, sls_retrying(deadline, stats, retriable=is_transient_sls_error))
-        rest = dict(store=store, key=key, topic=settings.kafka.topic,
-                    dlq_topic=settings.kafka.dlq_topic, settings_source=settings.source,
-                    retrying=sls_retrying(deadline, stats), stats=stats, deadline=deadline)
-        pipeline: RangePipeline
-        if settings.kafka.delivery_mode == "exactly-once":
-            pipeline = ExactlyOncePipeline(*args, sink=self.transactional_sink(key),
-                                           max_records=settings.kafka.transaction_max_records, **rest)
+        kafka = settings.kafka
+        run = RangeRun(event, client, self.projector(settings), sink or self.sink, key, kafka.topic,
+                       kafka.dlq_topic, settings.source, sls_retrying(deadline, stats), stats, deadline, self.observers)
+        loop = RangeLoop(run)
+        strategy: CommitStrategy
+        if sink is not None:
+            strategy = AtLeastOnce(loop, store or NullCheckpointStore())
+        elif kafka.delivery_mode == "exactly-once":
+            run.sink = txn_sink = self.transactional_sink(key)
+            strategy = Transactional(loop, txn_sink, self.kafka_checkpoints(), kafka.transaction_max_records)
         else:
-            pipeline = RangePipeline(*args, sink=self.sink, **rest)
+            strategy = AtLeastOnce(loop, self.checkpoint_store(shared_client, client, deadline, stats))
+        if not self._busy.acquire(blocking=False):
+            msg = ("this instance is already running an invocation: run the function with instanceConcurrency: 1 "
+                   "(the instance's producer serves one invocation's deadline and is purged when it fails)")
+            raise ConfigError(msg)
         try:
-            summary = pipeline.run()
+            summary = loop.execute(strategy)
         except ProcessorError as exc:
             if not _clean(exc, creds.secrets()):
                 # SLS may echo the signed request (STS token included): mask it and cut the quoting causes off.
                 raise _masked(exc, creds.secrets()) from None
             raise
+        finally:
+            self._busy.release()
         log.info("shard %d: %d log groups, %d records, %d produced, %d dead-lettered in %.2fs (cursor %s)",
                  summary.shard, summary.log_groups, summary.records_read, summary.produced, summary.dead_lettered,
                  summary.duration_seconds, summary.cursor_reached)

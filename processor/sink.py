@@ -24,9 +24,10 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from checkpoints.base import Checkpoint
 from processor.dead_letter import Provenance
 from processor.deadline import Deadline
-from processor.errors import BudgetExceededError, ConfigError, FatalSinkError, SinkError
+from processor.errors import BudgetExceededError, CheckpointError, ConfigError, FatalSinkError, SinkError
 
 log = logging.getLogger(__name__)
 
@@ -507,6 +508,9 @@ class TransactionalKafkaSink(KafkaSink):
         self._in_transaction = False
         # The open transaction's trackers: a broker refusal may surface only as a later produce's _STATE error.
         self._trackers: list[DeliveryTracker] = []
+        # What this producer last committed for its shard. While it keeps its producer id nobody else can have
+        # committed since: a fencing instance makes this one's next commit fail, which drops it (and this).
+        self.committed: Checkpoint | None = None
 
     def init(self, deadline: Deadline) -> None:
         if self._initialized and self._producer is not None:
@@ -546,6 +550,19 @@ class TransactionalKafkaSink(KafkaSink):
         """Records of the last transaction the broker refused with their batch (reports served so far)."""
         return [item for tracker in dict.fromkeys(self._trackers) for item in tracker.undeliverable
                 if not item.alone]
+
+    def produce_checkpoint(self, topic: str, key: bytes, value: bytes) -> None:
+        """The checkpoint record of the open transaction (waits for queue room like any record)."""
+        producer = self.producer
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                return
+            except BufferError:
+                self._serve_reports(producer, 0.05)
+            except KafkaException as exc:
+                msg = f"cannot write the checkpoint record to topic {topic!r}: {exc.args[0].str()}"
+                raise CheckpointError(msg) from exc
 
     def commit(self, deadline: Deadline) -> None:
         self._call("commit_transaction", deadline)
@@ -637,3 +654,4 @@ class TransactionalKafkaSink(KafkaSink):
         self._producer = None
         self._initialized = False
         self._in_transaction = False
+        self.committed = None

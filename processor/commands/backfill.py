@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
              ", dry run" if args.dry_run else "")
     if not args.verbose:
         # Lines per event would bury the progress lines; -v brings them back.
-        for name in ("processor.runtime", "processor.pipeline"):
+        for name in ("processor.runtime", "processor.delivery"):
             logging.getLogger(name).setLevel(logging.WARNING)
     view = ProgressView(sys.stderr, sys.stderr.isatty(), args.progress_every)
     flag = stop_flag()

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     runtime = Runtime(settings_without_kafka())
     client = runtime.sls_client(access.endpoint, access.credentials)
     logstore = Logstore(client, access.project, access.logstore)
-    store = trigger_progress_store(runtime, client) if args.scope == TRIGGER_SCOPE else runtime.checkpoint_store(client)
+    runner = args.scope == TRIGGER_SCOPE
+    store = trigger_progress_store(runtime, client) if runner else runtime.checkpoint_reader(client)
     rows = []
     for shard in select_shards(logstore.shards(), args.shards):
         saved = store.load(CheckpointKey(access.project, access.logstore, shard.shard, args.scope))

@@ -9,7 +9,7 @@ import pytest
 from checkpoints.base import Checkpoint, CheckpointKey, merge
 from checkpoints.file import FileCheckpointStore
 from processor.event import TriggerEvent
-from processor.pipeline import resume_point
+from processor.delivery.resume import resume_point
 
 
 def c(n: int) -> str:

@@ -25,7 +25,7 @@ from pipeline_support import chunks, driving_record, fc312_context, json_content
 
 from processor import handler as fc
 from processor.errors import FatalSinkError, ProcessorError
-from processor.pipeline import MAX_IN_FLIGHT_BATCHES
+from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
 
 MODES = ["at-least-once", "exactly-once"]
@@ -171,7 +171,7 @@ def test_row2_processor_killed_mid_range_then_reinvoked(setup, sls_client, sls_p
     duplicates = setup.check()
     assert summary["resumed_from_checkpoint"]
     # Re-sent at most: the pages in flight when the process died (at-least-once; exactly-once re-sends none).
-    assert duplicates <= (MAX_IN_FLIGHT_BATCHES + 1) * 5 * 50
+    assert duplicates <= (MAX_IN_FLIGHT_PAGES + 1) * 5 * 50
 
 
 def test_row3_two_instances_race_on_the_same_range(setup, sls_client, sls_project, sls_proxy_env, sls_faults):

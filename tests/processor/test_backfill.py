@@ -29,7 +29,7 @@ from processor.commands.backfill import ProgressView
 from processor.credentials import Credentials
 from processor.errors import ConfigError
 from processor.event import cursor_position
-from processor.pipeline import MAX_IN_FLIGHT_BATCHES
+from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES
 from processor.runtime import Runtime
 from processor.shards import Position, cursor_from_position
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET, pull_range
@@ -262,7 +262,7 @@ def test_backfill_killed_then_rerun_loses_nothing_and_duplicates_at_most_the_bat
     expected = Counter(stack.written)
     assert set(delivered) == set(expected), diff(delivered, expected)
     duplicated = sum((delivered - expected).values())
-    assert duplicated <= 2 * MAX_IN_FLIGHT_BATCHES * pull_count * 50
+    assert duplicated <= 2 * MAX_IN_FLIGHT_PAGES * pull_count * 50
 
 
 def test_backfill_dry_run_prints_exactly_what_a_real_run_produces(stack):

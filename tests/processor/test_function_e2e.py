@@ -25,7 +25,7 @@ from pipeline_support import (
 from devstack.sls_emulator import EmulatorServer
 from processor import handler as fc
 from processor.errors import CursorExpiredError, EventError, SinkError, SourceError
-from processor.pipeline import MAX_IN_FLIGHT_BATCHES
+from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
 
 
@@ -228,7 +228,7 @@ def test_broker_down_mid_range_then_retry_resumes_from_checkpoint(function, sls_
     assert all(got[v] >= n for v, n in expected.items())
     duplicates = sum(got.values()) - len(records)
     # At most the batches in flight when Kafka went away are sent again (5 groups x 50 records per batch).
-    assert 0 <= duplicates <= (MAX_IN_FLIGHT_BATCHES + 1) * 5 * 50
+    assert 0 <= duplicates <= (MAX_IN_FLIGHT_PAGES + 1) * 5 * 50
     print(f"duplicates after broker outage: {duplicates}")
 
 

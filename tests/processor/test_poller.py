@@ -15,7 +15,7 @@ from checkpoints.file import FileCheckpointStore
 from processor.credentials import Credentials
 from processor.errors import ConfigError
 from processor.event import TriggerEvent
-from processor.pipeline import MAX_IN_FLIGHT_BATCHES
+from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES
 from processor.poller import STARTED_SCOPE, TRIGGER_SCOPE, TriggerConfig, TriggerRunner, invocation_retrying
 from processor.runtime import Runtime
 from processor.shards import BEGIN, Position
@@ -314,4 +314,4 @@ def test_run_second_signal_abandons_invocation_and_restart_loses_nothing(stack):
     assert set(delivered) == set(stack.written), report(delivered, stack.written)
     # At most the batches in flight when it was abandoned are sent again.
     dupes = sum((delivered - Counter(stack.written)).values())
-    assert dupes <= MAX_IN_FLIGHT_BATCHES * pull_count * 50
+    assert dupes <= MAX_IN_FLIGHT_PAGES * pull_count * 50

@@ -1,0 +1,44 @@
+"""The per-batch hook: code that needs each page's projected records plugs in here, not into the loop.
+
+An observer sees every page after its records were produced, with their event times (`__time__`) and where
+they came from, and may produce records of its own through `emit`. Those go through the page's delivery
+tracker: at-least-once, the page's checkpoint waits for them too; exactly-once, they join the page's
+transaction, so a retried range replaces what an aborted attempt emitted instead of adding to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from processor.dead_letter import Provenance
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectedGroup:
+    """One log group's good records, in log order, with the event time of each."""
+
+    where: Provenance
+    records: Sequence[tuple[bytes | None, bytes]]
+    event_times: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectedPage:
+    """One page of a shard: its groups' projected records and the cursors around it."""
+
+    shard: int
+    cursor: str
+    next_cursor: str
+    groups: Sequence[ProjectedGroup]
+
+
+class Emit(Protocol):
+    def __call__(self, topic: str, key: bytes | None, value: bytes) -> None: ...
+
+
+class BatchObserver(Protocol):
+    """Called once per page, in order, from the loop's thread; an exception fails the run like a sink error."""
+
+    def on_batch(self, page: ProjectedPage, emit: Emit) -> None: ...

@@ -1,0 +1,35 @@
+"""Where a run over a range starts, from what the checkpoint store proves."""
+
+from __future__ import annotations
+
+from checkpoints.base import Checkpoint
+from processor.event import TriggerEvent, cursor_position
+
+
+def resume_point(event: TriggerEvent, saved: Checkpoint | None) -> tuple[str, str]:
+    """Where a run over `event`'s range starts, given the stored checkpoint: (state, cursor).
+
+    - 'first': nothing stored; the range's begin is recorded as the shard's origin before anything is read, so
+      that a later range finds this one's stretch behind it if this run fails;
+    - 'done': the stored stretch proves the whole range delivered;
+    - 'resume': the checkpoint lies inside the range;
+    - 'catch-up': the checkpoint lies before the range: [checkpoint, begin) was never confirmed (an earlier
+      invocation failed and the trigger moved on), so the run starts there rather than jump over it;
+    - 'unproven': the stored stretch starts after the range's begin (another range was recorded first, or
+      a per-instance file store never saw this one), so nothing proves the range delivered: it is delivered
+      from its begin, and its stretch joins the stored one when they meet;
+    - 'begin': the checkpoint is exactly the range's begin.
+    """
+    begin, end = event.begin_cursor, event.end_cursor
+    if saved is None:
+        return "first", begin
+    if saved.origin is not None and cursor_position(saved.origin, "checkpoint origin") > cursor_position(begin):
+        return "unproven", begin
+    if saved.covers(begin, end):
+        return "done", saved.cursor
+    pos = cursor_position(saved.cursor, "checkpoint")
+    if pos > cursor_position(begin):
+        return "resume", saved.cursor
+    if pos < cursor_position(begin):
+        return "catch-up", saved.cursor
+    return "begin", begin
