@@ -207,7 +207,7 @@ def _small_ranges(doc: dict[str, Any], svc: services.Services, client: LogClient
 
 def _percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
-    # Nearest rank: with 15 invocations p95 is the slowest but one.
+    # Nearest rank: with 15 invocations p95 is the slowest of them, with 20 the slowest but one.
     return {"p50": ordered[math.ceil(0.50 * len(ordered)) - 1], "p95": ordered[math.ceil(0.95 * len(ordered)) - 1],
             "max": ordered[-1]}
 
