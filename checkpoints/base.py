@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Protocol
 
+from common.cursors import cursor_position
 from processor.errors import CheckpointError
 
 
@@ -25,13 +24,8 @@ class CheckpointKey:
 
 
 def position(cursor: str) -> int:
-    """The integer behind an SLS cursor (base64 of a decimal number): cursors of one shard order by it."""
-    padded = cursor + "=" * (-len(cursor) % 4)
-    try:
-        return int(base64.b64decode(padded, validate=True).decode("ascii"))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        msg = f"checkpoint cursor {cursor!r} is not an SLS cursor (base64 of a decimal number)"
-        raise CheckpointError(msg) from None
+    """The position behind a stored cursor: cursors of one shard order by it."""
+    return cursor_position(cursor, "checkpoint cursor", CheckpointError)
 
 
 @dataclass(frozen=True)

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from common import cursors
 from processor.errors import EventError
 
 
 def cursor_position(cursor: str, name: str = "cursor") -> int:
-    """The integer behind an SLS cursor (base64 of a decimal number), for ordering cursors of one shard.
-
-    The SDK itself relies on this encoding (`LogClient._get_cursor_as_int`); we only use it to order cursors
-    and to count log groups, never to invent cursors SLS did not hand out.
-    """
-    padded = cursor + "=" * (-len(cursor) % 4)
-    try:
-        text = base64.b64decode(padded, validate=True).decode("ascii")
-        return int(text)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        msg = f"{name} {cursor!r} is not an SLS cursor (base64 of a decimal number)"
-        raise EventError(msg) from None
+    """The position behind an SLS cursor of the event (`common.cursors`); not a cursor is an `EventError`."""
+    return cursors.cursor_position(cursor, name, EventError)
 
 
 @dataclass(frozen=True)

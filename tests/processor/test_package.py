@@ -58,6 +58,7 @@ def test_package_holds_project_and_dependencies_not_dev_files(built_here):
     with zipfile.ZipFile(built_here[0]) as zf:
         names = set(zf.namelist())
     for required in ("index.py", "processor/handler.py", "processor/commands/package.py", "checkpoints/base.py",
+                     "common/cursors.py",
                      "aliyun/log/logclient.py", "confluent_kafka/__init__.py", "orjson/__init__.py",
                      "tenacity/__init__.py", "lz4/block/__init__.py"):
         assert required in names

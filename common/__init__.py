@@ -1,0 +1,1 @@
+"""What both the processor and the checkpoint stores depend on, and nothing of either."""
