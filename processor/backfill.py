@@ -36,10 +36,12 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 import orjson
+from tenacity import retry_if_not_exception_type
 
 from checkpoints.null import NullCheckpointStore
 from processor.credentials import Credentials
-from processor.delivery.dry_run import DEFAULT_MESSAGE_MAX_BYTES, PrintingSink
+from processor.delivery.dry_run import DEFAULT_MESSAGE_MAX_BYTES, OutputClosedError, PrintingSink
+from processor.delivery.observers import Emit, ProjectedPage
 from processor.errors import CheckpointError, ConfigError
 from processor.event import TriggerEvent, cursor_position
 from processor.poller import StopFlag, invocation_retrying
@@ -322,7 +324,7 @@ class DryRunInvoker:
 
 @dataclass
 class ShardProgress:
-    """What one shard's backfill has done so far; sent after every event."""
+    """What one shard's backfill has done so far; sent after every event, and every page or so within one."""
 
     shard: int
     log_groups_total: int
@@ -339,6 +341,15 @@ class ShardProgress:
     seconds: float = 0.0
     complete: bool = False
     error: str | None = None
+    # Records of the pages of the event in flight: counted into `records_read` by the event's summary.
+    records_in_event: int = 0
+    # A dry run's reader closed the output (`| head`): the job is over, as asked.
+    output_closed: bool = False
+
+    @property
+    def lost_log_groups(self) -> int:
+        """Log groups that retention removed before they were read."""
+        return sum(gap["log_groups"] for gap in self.gaps)
 
     def add(self, rng: ShardRange, summary: dict[str, Any]) -> None:
         self.events_done += 1
@@ -346,30 +357,86 @@ class ShardProgress:
         self.log_groups_done = cursor_position(summary["end_cursor"]) - cursor_position(rng.begin)
         self.log_groups_read += summary["log_groups"]
         self.records_read += summary["records_read"]
+        self.records_in_event = 0
         self.produced += summary["produced"]
         self.dead_lettered += summary["dead_lettered"]
         self.gaps.extend(summary.get("gaps", []))
         self.seconds = time.time() - self.started_at
 
+    def add_page(self, rng: ShardRange, page: ProjectedPage) -> None:
+        self.log_groups_done = cursor_position(page.next_cursor) - cursor_position(rng.begin)
+        self.records_in_event += sum(len(group.records) for group in page.groups)
+        self.seconds = time.time() - self.started_at
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"shard": self.shard, "log_groups_total": self.log_groups_total, "events_total": self.events_total,
+                "log_groups_done": self.log_groups_done, "log_groups_read": self.log_groups_read,
+                "lost_log_groups": self.lost_log_groups, "events_done": self.events_done,
+                "events_skipped": self.events_skipped, "records_read": self.records_read, "produced": self.produced,
+                "dead_lettered": self.dead_lettered, "gaps": self.gaps, "seconds": round(self.seconds, 3),
+                "complete": self.complete, "error": self.error}
+
+
+class PageProgress:
+    """A `BatchObserver` that reports the shard in flight after its pages, so progress moves within an event.
+
+    `run_shard` points it at the shard it runs; reports come at most every `every` seconds.
+    """
+
+    def __init__(self, every: float = 0.2) -> None:
+        self.every = every
+        self._shard: tuple[ShardRange, ShardProgress, Callable[[ShardProgress], None]] | None = None
+        self._last = 0.0
+
+    def track(self, rng: ShardRange, progress: ShardProgress, report: Callable[[ShardProgress], None]) -> None:
+        self._shard = (rng, progress, report)
+
+    def untrack(self) -> None:
+        self._shard = None
+
+    def on_batch(self, page: ProjectedPage, emit: Emit) -> None:
+        if self._shard is None or self._shard[0].shard != page.shard:
+            return
+        rng, progress, report = self._shard
+        progress.add_page(rng, page)
+        if time.monotonic() - self._last >= self.every:
+            self._last = time.monotonic()
+            report(progress)
+
 
 def run_shard(job: BackfillJob, rng: ShardRange, invoker: Invoker, stop: StopFlag,
-              report: Callable[[ShardProgress], None], sleep: Callable[[float], Any] | None = None) -> ShardProgress:
-    """Invoke the shard's events in order until done, stopped (between events) or out of retries."""
+              report: Callable[[ShardProgress], None], sleep: Callable[[float], Any] | None = None,
+              pages: PageProgress | None = None) -> ShardProgress:
+    """Invoke the shard's events in order until done, stopped (between events) or out of retries.
+
+    A dry run whose output was closed sets `stop`: the other shards end too, and quietly.
+    """
     events = job.events(rng)
     progress = ShardProgress(rng.shard, rng.log_groups, len(events))
     report(progress)
     retrying = invocation_retrying(job.max_retry, stop, sleep or stop.wait, f"backfill shard {rng.shard}")
-    for event in events:
-        if stop.is_set():
-            break
-        try:
-            summary = retrying(invoker.invoke, event.to_dict())
-        except Exception as exc:
-            progress.error = f"event {event.task_id} [{event.begin_cursor}, {event.end_cursor}) failed: {exc}"
-            log.error("backfill shard %d: %s", rng.shard, progress.error)
-            break
-        progress.add(rng, summary)
-        report(progress)
+    retrying = retrying.copy(retry=retrying.retry & retry_if_not_exception_type(OutputClosedError))
+    if pages is not None:
+        pages.track(rng, progress, report)
+    try:
+        for event in events:
+            if stop.is_set():
+                break
+            try:
+                summary = retrying(invoker.invoke, event.to_dict())
+            except OutputClosedError:
+                progress.output_closed = True
+                stop.set()
+                break
+            except Exception as exc:
+                progress.error = f"event {event.task_id} [{event.begin_cursor}, {event.end_cursor}) failed: {exc}"
+                log.error("backfill shard %d: %s", rng.shard, progress.error)
+                break
+            progress.add(rng, summary)
+            report(progress)
+    finally:
+        if pages is not None:
+            pages.untrack()
     progress.complete = progress.events_done == len(events)
     progress.seconds = time.time() - progress.started_at
     report(progress)

@@ -1,4 +1,4 @@
-"""Backfill shards in parallel worker processes, each taking one shard at a time and reporting after every event.
+"""Backfill shards in parallel worker processes, each taking one shard at a time and reporting as its pages go.
 
 Stopping: SIGINT or SIGTERM to the parent, or to the whole process group as a service manager sends it, lets every
 worker finish its event in flight and return (workers ignore SIGINT, which a terminal sends to the whole group,
@@ -16,7 +16,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from checkpoints.base import CheckpointKey
-from processor.backfill import BackfillJob, DryRunInvoker, Invoker, LocalInvoker, ShardProgress, ShardRange, run_shard
+from processor.backfill import (
+    BackfillJob,
+    DryRunInvoker,
+    Invoker,
+    LocalInvoker,
+    PageProgress,
+    ShardProgress,
+    ShardRange,
+    run_shard,
+)
 from processor.config import Settings
 from processor.credentials import Credentials
 from processor.errors import CheckpointError, ProcessorError
@@ -73,18 +82,25 @@ def _probe(job: BackfillJob, settings: Settings, credentials: Credentials, shard
         runtime.close(1)
 
 
-def run_parallel(job: BackfillJob, settings: Settings, ranges: Sequence[ShardRange], credentials: Credentials,
-                 processes: int, dry_run: bool, stop: StopFlag,
-                 on_progress: Callable[[ShardProgress], None]) -> list[ShardProgress]:
-    """Backfill `ranges` in `processes` workers; returns each shard's final progress, in the order of `ranges`.
+def workers_for(ranges: Sequence[ShardRange], processes: int) -> int:
+    """The worker processes `run_parallel` starts: no more than there are shards."""
+    return min(processes, len(ranges))
 
-    `on_progress` runs here, in the parent, for every report. `stop` must come from `stop_flag()`.
+
+def run_parallel(job: BackfillJob, settings: Settings, ranges: Sequence[ShardRange], credentials: Credentials,
+                 processes: int, dry_run: bool, stop: StopFlag, on_progress: Callable[[ShardProgress], None],
+                 on_tick: Callable[[], None] = lambda: None) -> list[ShardProgress]:
+    """Backfill `ranges` in `workers_for(ranges, processes)` workers; returns each shard's final progress, in the
+    order of `ranges`.
+
+    `on_progress` runs here, in the parent, for every report; `on_tick` at least every 0.2 s, reports or not.
+    `stop` must come from `stop_flag()`.
     """
     tasks, updates, out_lock = _MP.Queue(), _MP.Queue(), _MP.Lock()
     for rng in ranges:
         tasks.put(rng)
     workers = [_MP.Process(target=_worker, args=(job, settings, credentials, dry_run, stop, tasks, updates, out_lock),
-                           name=f"backfill-{i}", daemon=True) for i in range(min(processes, len(ranges)))]
+                           name=f"backfill-{i}", daemon=True) for i in range(workers_for(ranges, processes))]
     for _ in workers:
         tasks.put(None)
     final: dict[int, ShardProgress] = {}
@@ -95,6 +111,7 @@ def run_parallel(job: BackfillJob, settings: Settings, ranges: Sequence[ShardRan
         w.start()
     try:
         while len(final) < len(ranges):
+            on_tick()
             try:
                 is_final, progress = updates.get(timeout=0.2)
             except queue.Empty:
@@ -137,11 +154,13 @@ def _worker(job: BackfillJob, settings: Settings, credentials: Credentials, dry_
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, on_term)
     runtime = Runtime(settings)
+    pages = PageProgress()
+    runtime.observers.append(pages)
     invoker: Invoker = (DryRunInvoker(runtime, credentials, sys.stdout.buffer, out_lock) if dry_run
                         else LocalInvoker(runtime, credentials, job.scope))
     try:
         while (rng := tasks.get()) is not None:
-            result = run_shard(job, rng, invoker, stop, lambda p: updates.put((False, p)))
+            result = run_shard(job, rng, invoker, stop, lambda p: updates.put((False, p)), pages=pages)
             updates.put((True, result))
     except KeyboardInterrupt:
         pass  # abandoned on a second signal: the pipeline has dropped what Kafka had not confirmed

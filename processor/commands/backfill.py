@@ -7,8 +7,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import orjson
 
@@ -24,7 +23,7 @@ from processor.backfill import (
     default_job_id,
     plan,
 )
-from processor.backfill_pool import run_parallel, shards_with_progress, stop_flag
+from processor.backfill_pool import run_parallel, shards_with_progress, stop_flag, workers_for
 from processor.commands.common import (
     EnvDefault,
     LogstoreAccess,
@@ -48,6 +47,7 @@ log = logging.getLogger(__name__)
 
 EXIT_FAILED = 1
 EXIT_STOPPED = 3
+EXIT_LOST = 4
 
 
 def register(sub: Any) -> None:
@@ -58,8 +58,11 @@ def register(sub: Any) -> None:
         "most --groups-per-event log groups. Progress is checkpointed under the job id: running the same command "
         "again continues where it stopped, over the ranges it resolved to at its first run (a later --to end does "
         "not extend it). The job id is bound to those ranges: a run asking for others under it is refused. "
-        "SIGINT/SIGTERM finish the events in flight and stop (exit 3); a second "
-        "signal abandons them. Kafka and checkpoint settings come from the environment, as for the function.")
+        "SIGINT/SIGTERM finish the events in flight and stop; a second "
+        "signal abandons them. Kafka and checkpoint settings come from the environment, as for the function. "
+        f"Exit codes: 0 done (or the output of --dry-run closed by its reader, e.g. | head); {EXIT_FAILED} a shard "
+        f"failed; {EXIT_STOPPED} stopped before the end (run the same command again to resume); {EXIT_LOST} log "
+        "groups expired (SLS retention) before they were read: lost, counted in the summary's lost_log_groups.")
     add_logstore_options(p)
     p.add_argument("--from", dest="start", default="begin", metavar="POS",
                    help="start: a cursor (one shard), unix seconds, ISO-8601 time with offset, begin or end "
@@ -79,10 +82,13 @@ def register(sub: Any) -> None:
                    help="retries of a failed event, with backoff (default 3)")
     p.add_argument("--parameter", metavar="JSON", help="functionParameter overrides, e.g. '{\"topic\": \"other\"}'")
     p.add_argument("--dry-run", action="store_true",
-                   help="print the projected records (one JSON value per line) instead of producing; no checkpoints; "
-                   "the summary goes to stderr")
+                   help="print the projected records (one JSON value per line) instead of producing, with a real run's "
+                   "checks (dead letters, records over message.max.bytes); no checkpoints; the summary goes to stderr")
     p.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
-                   help="when stderr is not a terminal, log progress this often (default 10)")
+                   help="when stderr is not a terminal (or rich, the cli extra, is not installed), log progress "
+                   "this often (default 10)")
+    p.add_argument("--json", action="store_true",
+                   help="end with the full summary as JSON (per shard, gaps included) instead of a few lines")
     p.set_defaults(func=run)
 
 
@@ -107,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     job = BackfillJob(access.endpoint, access.project, access.logstore, job_id, args.groups_per_event,
                       args.max_retry, parameter)
     manifests = JobManifests(settings.checkpoint.directory)
+    # A dry run's stdout carries the records.
+    out = sys.stderr if args.dry_run else sys.stdout
     if args.dry_run:
         ranges = planned()  # no checkpoints, so nothing to bind the range to
     else:
@@ -114,35 +122,46 @@ def run(args: argparse.Namespace) -> int:
                           lambda rs: shards_with_progress(job, settings, rs, access.credentials))
         done = manifests.load(job.project, job.logstore, job.job_id)
         if done is not None and done.completed_at is not None:
-            log.info("backfill job %s is already complete (%s); nothing to do", job_id,
-                     time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(done.completed_at)))
             finished = [ShardProgress(r.shard, r.log_groups, len(job.events(r)), log_groups_done=r.log_groups,
                                       complete=True) for r in ranges]
-            summary = {**_summary(job, args, 0, finished, 0.0), "already_complete": True}
-            sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+            summary = {**_summary(job, args, 0, finished, 0.0), "already_complete": True,
+                       "completed_at": _time_text(done.completed_at)}
+            _report(out, summary, args.json)
             return 0
-    processes = args.processes or max(1, min(len(ranges), os.cpu_count() or 1))
-    log.info("backfill job %s (checkpoint scope %s): shards %s, %d log groups, %d process(es)%s", job_id, job.scope,
-             ",".join(str(r.shard) for r in ranges), sum(r.log_groups for r in ranges), processes,
+    workers = workers_for(ranges, args.processes or os.cpu_count() or 1)
+    log.info("backfill job %s (checkpoint scope %s): shards %s, %d log groups, %d worker process(es)%s", job_id,
+             job.scope, ",".join(str(r.shard) for r in ranges), sum(r.log_groups for r in ranges), workers,
              ", dry run" if args.dry_run else "")
     if not args.verbose:
         # Lines per event would bury the progress lines; -v brings them back.
         for name in ("processor.runtime", "processor.delivery"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    view = ProgressView(sys.stderr, sys.stderr.isatty(), args.progress_every)
+    view = progress_view(sys.stderr, args.progress_every)
     flag = stop_flag()
     started = time.monotonic()
-    with graceful_stop(flag, "the events in flight"):
-        results = run_parallel(job, settings, ranges, access.credentials, processes, args.dry_run, flag, view.update)
-    view.close()
+    try:
+        with graceful_stop(flag, "the events in flight"):
+            results = run_parallel(job, settings, ranges, access.credentials, workers, args.dry_run, flag,
+                                   view.update, view.tick)
+    finally:
+        view.close()
+    if any(r.output_closed for r in results):
+        return 0  # the reader has what it asked for (`--dry-run | head`)
     if not args.dry_run and results and all(r.complete and not r.error for r in results):
         _finish_job(manifests, job, settings, access)
-    summary = _summary(job, args, processes, results, time.monotonic() - started)
-    out = sys.stderr if args.dry_run else sys.stdout
-    out.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
-    if any(r.error for r in results):
+    summary = _summary(job, args, workers, results, time.monotonic() - started)
+    _report(out, summary, args.json)
+    if summary["failed_shards"]:
         return EXIT_FAILED
+    if summary["lost_log_groups"]:
+        return EXIT_LOST
     return 0 if summary["complete"] else EXIT_STOPPED
+
+
+def _report(out: TextIO, summary: dict[str, Any], as_json: bool) -> None:
+    text = orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() if as_json else human_summary(summary)
+    out.write(text + "\n")
+    out.flush()
 
 
 def _finish_job(manifests: JobManifests, job: BackfillJob, settings: Settings, access: LogstoreAccess) -> None:
@@ -166,7 +185,7 @@ def _require_one_shard(shards: list[ShardInfo], wanted: list[int] | None) -> Non
         raise ConfigError(msg)
 
 
-def _summary(job: BackfillJob, args: argparse.Namespace, processes: int, results: list[ShardProgress],
+def _summary(job: BackfillJob, args: argparse.Namespace, workers: int, results: list[ShardProgress],
              seconds: float) -> dict[str, Any]:
     records = sum(r.records_read for r in results)
     return {
@@ -177,65 +196,169 @@ def _summary(job: BackfillJob, args: argparse.Namespace, processes: int, results
         "from": args.start,
         "to": args.stop,
         "dry_run": args.dry_run,
-        "processes": processes,
+        "processes": workers,
         "complete": all(r.complete for r in results),
+        "already_complete": False,
+        "log_groups_total": sum(r.log_groups_total for r in results),
+        "log_groups_done": sum(r.log_groups_done for r in results),
         "log_groups": sum(r.log_groups_read for r in results),
+        "lost_log_groups": sum(r.lost_log_groups for r in results),
         "records_read": records,
         "produced": sum(r.produced for r in results),
         "dead_lettered": sum(r.dead_lettered for r in results),
+        "failed_shards": [r.shard for r in results if r.error],
         "seconds": round(seconds, 3),
         "records_per_second": round(records / seconds, 1) if seconds > 0 else 0.0,
-        "shards": [{k: v for k, v in asdict(r).items() if k != "started_at"} for r in results],
+        "shards": [r.as_dict() for r in results],
     }
 
 
-class ProgressView:
-    """One line per shard: redrawn in place on a terminal, logged every `every` seconds otherwise."""
+def human_summary(summary: dict[str, Any]) -> str:
+    """A few lines: what was done, what was lost or failed, and what to do next."""
+    job = f"backfill job {summary['job_id']}" + (" (dry run)" if summary["dry_run"] else "")
+    if summary["already_complete"]:
+        return (f"{job} is already complete (finished {summary['completed_at']}): nothing to do. Data written since "
+                "lies outside its ranges: another --job-id covers it.")
+    state = "complete" if summary["complete"] else "stopped before its end"
+    produced = "would produce" if summary["dry_run"] else "produced"
+    lines = [f"{job} {state}: {summary['log_groups_done']}/{summary['log_groups_total']} log groups of "
+             f"{len(summary['shards'])} shard(s) in {summary['seconds']:.1f}s; {summary['records_read']} records "
+             f"read, {summary['produced']} {produced}, {summary['dead_lettered']} dead-lettered "
+             f"({summary['records_per_second']:.0f} records/s, {summary['processes']} worker process(es))."]
+    if summary["lost_log_groups"]:
+        lost = [f"shard {s['shard']}: {s['lost_log_groups']}" for s in summary["shards"] if s["lost_log_groups"]]
+        lines.append(f"LOST: {summary['lost_log_groups']} log groups expired (SLS retention) before they were read "
+                     f"({', '.join(lost)}); they cannot be backfilled. Exit code {EXIT_LOST}.")
+    lines.extend(f"shard {s['shard']} FAILED: {s['error']}" for s in summary["shards"] if s["error"])
+    if not summary["complete"]:
+        again = ("run the same command again" if summary["dry_run"] else
+                 "run the same command again to resume: delivered events are not read again")
+        lines.append(f"To finish, {again}.")
+    return "\n".join(lines)
 
-    def __init__(self, stream: TextIO, tty: bool, every: float) -> None:
-        self.stream = stream
-        self.tty = tty
-        self.every = every if not tty else 0.25
+
+def _time_text(unix: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(unix))
+
+
+class ProgressView(Protocol):
+    def update(self, progress: ShardProgress) -> None: ...
+
+    def tick(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def progress_view(stream: TextIO, every: float) -> ProgressView:
+    """Bars on a terminal when `rich` is installed (the `cli` extra), log lines every `every` seconds otherwise."""
+    if stream.isatty():
+        try:
+            return RichProgressView(stream)
+        except ModuleNotFoundError:
+            log.info("progress bars need rich: pip install 'sls-kafka-processor[cli]'; logging progress instead")
+    return LogProgressView(every)
+
+
+class LogProgressView:
+    """Every shard's line, logged every `every` seconds (whether reports came or not) and once at the end."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
         self.shards: dict[int, ShardProgress] = {}
-        self._drawn = 0
-        self._last = 0.0
+        self._last: float | None = None
 
     def update(self, progress: ShardProgress) -> None:
         self.shards[progress.shard] = progress
-        if time.monotonic() - self._last >= self.every:
-            self._render()
+        self.tick()
+
+    def tick(self) -> None:
+        if self.shards and (self._last is None or time.monotonic() - self._last >= self.every):
+            self._log()
 
     def close(self) -> None:
-        self._render()
+        if self.shards:
+            self._log()
 
-    def _render(self) -> None:
+    def _log(self) -> None:
         self._last = time.monotonic()
-        lines = [line(p) for _, p in sorted(self.shards.items())]
-        if self.tty:
-            up = f"\x1b[{self._drawn}F" if self._drawn else ""
-            self.stream.write(up + "".join(f"{text}\x1b[K\n" for text in lines))
-            self.stream.flush()
-            self._drawn = len(lines)
+        for _, p in sorted(self.shards.items()):
+            log.info("%s", line(p))
+
+
+class RichProgressView:
+    """One bar per shard, redrawn in place by rich; log lines written meanwhile appear above the bars."""
+
+    def __init__(self, stream: TextIO) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        # Started at the first report, once the workers are forked: rich's redraw must not run in them.
+        self.progress = Progress(TextColumn("shard {task.fields[shard]}"), BarColumn(bar_width=20),
+                                 TextColumn("{task.fields[detail]}"), console=Console(file=stream),
+                                 auto_refresh=False, redirect_stdout=False)
+        self.tasks: dict[int, Any] = {}
+        self._handlers: list[tuple[logging.StreamHandler[Any], Any]] = []
+        self._drawn = 0.0
+
+    def update(self, progress: ShardProgress) -> None:
+        if not self.progress.live.is_started:
+            self._start()
+        fields = {"completed": progress.log_groups_done, "total": progress.log_groups_total or 1,
+                  "detail": _detail(progress)}
+        task = self.tasks.get(progress.shard)
+        if task is None:
+            self.tasks[progress.shard] = self.progress.add_task("", shard=progress.shard, **fields)
+            # A new shard's first line is drawn now, so each shard shows however briefly its run.
+            self._redraw()
         else:
-            for text in lines:
-                log.info("%s", text)
+            self.progress.update(task, **fields)
+        self.tick()
+
+    def tick(self) -> None:
+        if self.progress.live.is_started and time.monotonic() - self._drawn >= 0.1:
+            self._redraw()
+
+    def close(self) -> None:
+        if self.progress.live.is_started:
+            self._redraw()
+            self.progress.stop()
+        for handler, stream in self._handlers:
+            handler.setStream(stream)
+
+    def _start(self) -> None:
+        self.progress.start()
+        # The live display replaced sys.stderr by a proxy that prints above the bars; the log handlers still
+        # hold the terminal itself, where the next redraw would overwrite what they wrote.
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is self.progress.console.file:
+                self._handlers.append((handler, handler.setStream(sys.stderr)))
+
+    def _redraw(self) -> None:
+        self._drawn = time.monotonic()
+        self.progress.refresh()
 
 
 def line(p: ShardProgress) -> str:
     """`shard 3 [#######-------------]  35.0%  700/2000 groups  70000 records  15000/s  ETA 0:00:09`."""
     fraction = p.log_groups_done / p.log_groups_total if p.log_groups_total else 1.0
     bar = "#" * round(20 * fraction) + "-" * (20 - round(20 * fraction))
-    rate = p.records_read / p.seconds if p.seconds > 0 else 0.0
+    return f"shard {p.shard} [{bar}] {_detail(p)}"
+
+
+def _detail(p: ShardProgress) -> str:
+    fraction = p.log_groups_done / p.log_groups_total if p.log_groups_total else 1.0
+    records = p.records_read + p.records_in_event
+    rate = records / p.seconds if p.seconds > 0 else 0.0
     if p.error:
         state = f"FAILED: {p.error}"
     elif p.complete:
         state = f"done in {p.seconds:.1f}s"
     else:
-        group_rate = p.log_groups_read / p.seconds if p.seconds > 0 else 0.0
+        group_rate = p.log_groups_done / p.seconds if p.seconds > 0 else 0.0
         left = p.log_groups_total - p.log_groups_done
         state = f"ETA {_clock(left / group_rate)}" if group_rate > 0 else "ETA -"
-    return (f"shard {p.shard} [{bar}] {100 * fraction:5.1f}%  {p.log_groups_done}/{p.log_groups_total} groups  "
-            f"{p.records_read} records  {rate:.0f}/s  {state}")
+    return (f"{100 * fraction:5.1f}%  {p.log_groups_done}/{p.log_groups_total} groups  {records} records  "
+            f"{rate:.0f}/s  {state}")
 
 
 def _clock(seconds: float) -> str:

@@ -2,11 +2,13 @@
 
 A record the producer would refuse as larger than `message.max.bytes` is handed back as Kafka would, so the
 loop dead-letters it exactly as a real run does; dead letters are logged with their reason, not printed.
+A reader that goes away (`| head`) ends the run: `OutputClosedError`, which nothing retries.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
@@ -15,12 +17,17 @@ from confluent_kafka import KafkaError
 
 from processor.dead_letter import Provenance
 from processor.deadline import Deadline
-from processor.sink import DeliveryTracker, Undeliverable
+from processor.errors import ProcessorError
+from processor.kafka.tracking import DeliveryTracker, Undeliverable
 
 log = logging.getLogger(__name__)
 
 # librdkafka's default `message.max.bytes`.
 DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+
+
+class OutputClosedError(ProcessorError):
+    """The dry run's output was closed by its reader: what it asked for is printed, the run is over."""
 
 
 class PrintingSink:
@@ -60,8 +67,15 @@ class PrintingSink:
                 size += len(value)
         if lines:
             with self.lock:
-                self.out.write(b"".join(line + b"\n" for line in lines))
-                self.out.flush()
+                try:
+                    self.out.write(b"".join(line + b"\n" for line in lines))
+                    self.out.flush()
+                except BrokenPipeError:
+                    # What is still buffered would fail again at every later flush, the one at exit included.
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, self.out.fileno())
+                    os.close(devnull)
+                    raise OutputClosedError("the output was closed by its reader") from None
         return size
 
     def probe(self, refused: Sequence[Undeliverable], deadline: Deadline) -> list[Undeliverable]:
