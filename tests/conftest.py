@@ -16,6 +16,16 @@ from devstack.kafka import wait_for_broker as wait_for_kafka
 
 EXTERNAL_KAFKA_ENV = "SLS_KAFKA_TEST_BOOTSTRAP"
 
+# A test that needs one of these (itself or through another fixture) starts a real broker or the emulator: the
+# `slow` tier. `python3 -m pytest -m "not slow"` is the fast tier of pure logic over fakes.
+SLOW_FIXTURES = frozenset({"kafka", "sls_emulator"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 # ---------------------------------------------------------------------------------------------- Kafka
 
 

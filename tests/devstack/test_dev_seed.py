@@ -4,10 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from aliyun.log import LogClient
 
 from devstack.kafka import free_port
 from tests.sls_fixtures import pull_range
+
+pytestmark = pytest.mark.slow  # starts the dev stack
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,6 +15,8 @@ from devstack.cli import EXIT_DOWN
 from devstack.kafka import free_port
 from devstack.processes import ProcessRef, cmdline
 
+pytestmark = pytest.mark.slow  # starts the dev stack
+
 REPO = Path(__file__).resolve().parents[2]
 
 

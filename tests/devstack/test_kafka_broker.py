@@ -16,6 +16,8 @@ from kafka_helpers import KafkaUnderTest, read_all
 
 from devstack.kafka import KafkaBroker, KafkaBrokerError, create_topics, free_port
 
+pytestmark = pytest.mark.slow  # each test starts brokers of its own
+
 
 def _produce(bootstrap: str, topic: str, values: list[bytes], **config: object) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, **config})

@@ -42,6 +42,8 @@ from processor.errors import ProcessorError
 from processor.event import TriggerEvent
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
 
+pytestmark = pytest.mark.slow  # the soak
+
 log = logging.getLogger("soak")
 
 SHARDS = 4

@@ -4,7 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from devstack.kafka import free_port
+
+pytestmark = pytest.mark.slow  # the demo starts the whole dev stack in subprocesses
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,6 +18,8 @@ from processor import packaging
 from processor.cli import main
 from processor.packaging import PackagingError
 
+pytestmark = pytest.mark.slow  # pip-installs the code package
+
 ROOT = Path(__file__).resolve().parents[2]
 THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
