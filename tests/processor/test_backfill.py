@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import signal
 import threading
 from collections import Counter
@@ -20,16 +19,14 @@ from processor.backfill import (
     JobManifests,
     JobRequest,
     LocalInvoker,
-    ShardProgress,
     ShardRange,
     bind_job,
     run_shard,
 )
-from processor.commands.backfill import ProgressView
 from processor.credentials import Credentials
+from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES
 from processor.errors import ConfigError
 from processor.event import cursor_position
-from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES
 from processor.runtime import Runtime
 from processor.shards import Position, cursor_from_position
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET, pull_range
@@ -66,18 +63,6 @@ def test_events_cover_the_range_contiguously_in_bounded_sub_ranges():
     assert {e.shard for e in events} == {2}
     assert [e.task_id for e in events] == ["j/2/0", "j/2/1", "j/2/2"]
     assert job.events(ShardRange(2, cursor_from_position(5), cursor_from_position(5))) == []
-
-
-def test_progress_view_redraws_one_line_per_shard_on_a_terminal():
-    out = io.StringIO()
-    view = ProgressView(out, tty=True, every=10)
-    view.update(ShardProgress(0, 100, 5, log_groups_done=40, log_groups_read=40, records_read=2000, seconds=2.0))
-    view.update(ShardProgress(1, 50, 3, log_groups_done=50, log_groups_read=50, records_read=900, seconds=1.5,
-                              complete=True))  # within the redraw period: shown at the next draw
-    view.close()
-    zero = "shard 0 [########------------]  40.0%  40/100 groups  2000 records  1000/s  ETA 0:00:03\x1b[K\n"
-    one = "shard 1 [####################] 100.0%  50/50 groups  900 records  600/s  done in 1.5s\x1b[K\n"
-    assert out.getvalue() == zero + "\x1b[1F" + zero + one
 
 
 # ------------------------------------------------------------------------------------------ job manifests
@@ -194,7 +179,7 @@ def test_backfill_time_range_delivers_exactly_what_was_received_in_it(stack, sls
     sls_clock.advance(100)
     stack.write(1000)
     start = int(sls_clock.now) - 100
-    result = stack.cli("backfill", "--from", str(start), "--to", str(start + 100))
+    result = stack.cli("backfill", "--from", str(start), "--to", str(start + 100), "--json")
     assert result.returncode == 0, result.stderr
     assert summary_of(result)["records_read"] == 1000
     assert stack.delivered() == Counter(middle)
@@ -217,7 +202,8 @@ def test_backfill_cursor_range_of_one_shard(stack):
     stack.write(3000, per_group=30)
     begin, _end = stack.cursors(1)
     start, stop_at = (cursor_from_position(cursor_position(begin) + n) for n in (10, 35))
-    result = stack.cli("backfill", "--shards", "1", "--from", start, "--to", stop_at, "--groups-per-event", "4")
+    result = stack.cli("backfill", "--shards", "1", "--from", start, "--to", stop_at, "--groups-per-event", "4",
+                       "--json")
     assert result.returncode == 0, result.stderr
     summary = summary_of(result)
     assert [(s["shard"], s["events_total"], s["log_groups_read"]) for s in summary["shards"]] == [(1, 7, 25)]
@@ -229,7 +215,7 @@ def test_backfill_cursor_range_of_one_shard(stack):
 def test_backfill_sigterm_to_group_finishes_events_then_rerun_completes_exactly(stack):
     stack.extra["SLS_PULL_COUNT"] = "5"  # slower, so the signal surely lands mid-job
     stack.write(100_000, per_group=50)
-    args = ("backfill", "--job-id", "graceful", "--groups-per-event", "20", "--processes", "2")
+    args = ("backfill", "--job-id", "graceful", "--groups-per-event", "20", "--processes", "2", "--json")
     proc = stack.popen(*args)
     wait_for(lambda: any(checkpoint_files(stack, "backfill-graceful")), 60, "the first confirmed batch")
     stop(proc, signal.SIGTERM, group=True)
@@ -269,14 +255,14 @@ def test_backfill_dry_run_prints_exactly_what_a_real_run_produces(stack):
     stack.write(3000, per_group=25)
     poison = [{"content": "not json"}, {"content": '{"speed": "fast", "carID": 1, "seq": -1}'}]
     put_groups(stack.client, stack.project, stack.logstore, [poison])
-    dry = stack.cli("backfill", "--dry-run")
+    dry = stack.cli("backfill", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     dry_summary = orjson.loads(dry.stderr[dry.stderr.index("{\n"):])
     assert (dry_summary["dry_run"], dry_summary["dead_lettered"]) == (True, 2)
     assert "would be dead-lettered: content field 'content' is not valid JSON" in dry.stderr
     printed = Counter(line.encode() for line in dry.stdout.splitlines())
     assert not list(checkpoint_files(stack, f"backfill-{dry_summary['job_id']}"))
-    real = stack.cli("backfill")
+    real = stack.cli("backfill", "--json")
     assert real.returncode == 0, real.stderr
     assert summary_of(real)["dead_lettered"] == 2
     assert stack.delivered() == printed
@@ -288,7 +274,7 @@ def test_backfill_all_shards_includes_readonly_parents(stack):
     stack.write(1000)
     stack.client.split_shard(stack.project, stack.logstore, 1, "c0000000000000000000000000000000")
     stack.write(1000)
-    result = stack.cli("backfill", "--shards", "all")
+    result = stack.cli("backfill", "--shards", "all", "--json")
     assert result.returncode == 0, result.stderr
     summary = summary_of(result)
     assert [s["shard"] for s in summary["shards"]] == [0, 1, 2, 3]
@@ -299,7 +285,7 @@ def test_backfill_all_shards_includes_readonly_parents(stack):
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_backfill_process_count_does_not_change_the_result(stack, processes):
     stack.write(5000)
-    result = stack.cli("backfill", "--processes", processes, "--groups-per-event", "15")
+    result = stack.cli("backfill", "--processes", processes, "--groups-per-event", "15", "--json")
     assert result.returncode == 0, result.stderr
     assert summary_of(result)["processes"] == int(processes)
     assert stack.delivered() == Counter(stack.written)
@@ -308,10 +294,10 @@ def test_backfill_process_count_does_not_change_the_result(stack, processes):
 @pytest.mark.parametrize("job_id", [(), ("--job-id", "explicit")])
 def test_backfill_to_end_rerun_keeps_the_end_resolved_at_its_first_run(stack, job_id):
     first_data = stack.write(1000)
-    first = stack.cli("backfill", *job_id)
+    first = stack.cli("backfill", *job_id, "--json")
     assert first.returncode == 0, first.stderr
     stack.write(1000)  # moves `end`; a re-run of the same command is the same job, not another range
-    rerun = stack.cli("backfill", *job_id)
+    rerun = stack.cli("backfill", *job_id, "--json")
     assert rerun.returncode == 0, rerun.stderr
     summary = summary_of(rerun)
     assert (summary["complete"], summary["produced"]) == (True, 0)
@@ -330,7 +316,7 @@ def test_backfill_with_the_sls_store_deletes_its_consumer_group_when_complete(st
     groups = {g.get_consumer_group_name() for g in
               stack.client.list_consumer_group(stack.project, stack.logstore).get_consumer_groups()}
     assert not any(name.endswith("-backfill-cg-job") for name in groups), groups
-    rerun = stack.cli("backfill", "--job-id", "cg-job")
+    rerun = stack.cli("backfill", "--job-id", "cg-job", "--json")
     assert rerun.returncode == 0, rerun.stderr
     summary = summary_of(rerun)
     assert (summary["already_complete"], summary["complete"], summary["produced"]) == (True, True, 0)
