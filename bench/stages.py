@@ -26,8 +26,9 @@ from processor.config import Settings
 from processor.dead_letter import Provenance
 from processor.deadline import Deadline
 from processor.event import TriggerEvent
+from processor.kafka.producer import KafkaSink
+from processor.kafka.tracking import DeliveryTracker
 from processor.projection import Projector
-from processor.sink import DeliveryTracker, KafkaSink
 from processor.source import FIRST_PULL_COUNT, largest_group_bytes, page_count
 
 STAGES = ("pull", "decompress", "decode", "project", "produce", "acks")

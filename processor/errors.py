@@ -30,7 +30,14 @@ class CursorExpiredError(SourceError):
 
 
 class SinkError(ProcessorError):
-    """Kafka did not confirm every record; the batch was not checkpointed and must be retried."""
+    """Kafka did not confirm every record; the batch was not checkpointed and must be retried.
+
+    `code` is the Kafka error code (`confluent_kafka.KafkaError`) when Kafka gave one.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class FatalSinkError(SinkError):

@@ -10,8 +10,8 @@ from processor.credentials import resolve_credentials
 from processor.deadline import Deadline
 from processor.errors import ConfigError, SinkError
 from processor.event import TriggerEvent
+from processor.kafka.producer import TOPIC_CHECK_SECONDS
 from processor.runtime import Runtime
-from processor.sink import TOPIC_CHECK_SECONDS
 
 log = logging.getLogger("processor")
 

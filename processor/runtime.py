@@ -26,9 +26,11 @@ from processor.delivery.transactional import Transactional
 from processor.endpoint import check_endpoint
 from processor.errors import ConfigError, ProcessorError
 from processor.event import TriggerEvent
+from processor.kafka.producer import KafkaSink
+from processor.kafka.tracking import Sink
+from processor.kafka.transactional import TransactionalKafkaSink
 from processor.projection import Projector
 from processor.retry import DeadlineLogClient, RetryStats, is_transient_sls_error, sls_retrying
-from processor.sink import KafkaSink, Sink, TransactionalKafkaSink
 from processor.source import MAX_PAGE_BYTES
 
 log = logging.getLogger(__name__)

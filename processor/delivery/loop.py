@@ -31,9 +31,9 @@ from processor.delivery.resume import resume_point
 from processor.delivery.summary import Counters, Summary
 from processor.errors import BudgetExceededError, SinkError
 from processor.event import TriggerEvent
+from processor.kafka.tracking import DeliveryTracker, Sink
 from processor.projection import Projected, Projector
 from processor.retry import RetryStats
-from processor.sink import DeliveryTracker, Sink
 from processor.source import Batch, Gap, ShardRangeSource, SlsClient
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from checkpoints.kafka_txn import KafkaCheckpointStore
 from processor.delivery.loop import ProducedPage, RangeLoop
 from processor.delivery.summary import Counters
 from processor.errors import CheckpointError, FatalSinkError, SinkError
-from processor.sink import TransactionalKafkaSink
+from processor.kafka.transactional import TransactionalKafkaSink
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ from kafka_helpers import read_all
 from processor.dead_letter import Provenance
 from processor.deadline import Deadline
 from processor.errors import SinkError
-from processor.sink import DeliveryTracker, KafkaSink
+from processor.kafka.producer import KafkaSink
+from processor.kafka.tracking import DeliveryTracker
 
 WHERE = Provenance("proj", "store", 0, "MTIz", 4)
 

@@ -1,4 +1,4 @@
-"""Kafka sink: batched produce with one delivery tracker per batch, confirmed before a cursor is saved.
+"""At-least-once Kafka sink: batched produce with one delivery tracker per batch, confirmed before a cursor is saved.
 
 Guarantee: at-least-once. The producer is idempotent (acks=all), so librdkafka's own retries never duplicate
 or reorder; a record is counted delivered only when its delivery report says so, and the first delivery error
@@ -15,41 +15,22 @@ logging. The topics are checked to exist before anything is produced to them.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from checkpoints.base import Checkpoint
 from processor.dead_letter import Provenance
 from processor.deadline import Deadline
-from processor.errors import BudgetExceededError, CheckpointError, ConfigError, FatalSinkError, SinkError
+from processor.errors import BudgetExceededError, ConfigError, FatalSinkError, SinkError
+from processor.kafka.client_log import librdkafka_log
+from processor.kafka.errors import TOPIC_MISSING, is_fatal, missing_topic
+from processor.kafka.tracking import MAX_QUEUED, UNDELIVERABLE, DeliveryTracker, Undeliverable
 
 log = logging.getLogger(__name__)
-
-# The broker will never accept these records; retrying the batch would fail forever.
-UNDELIVERABLE = frozenset({
-    KafkaError.MSG_SIZE_TOO_LARGE,
-    KafkaError.INVALID_RECORD,
-    KafkaError.RECORD_LIST_TOO_LARGE,
-    KafkaError.INVALID_MSG_SIZE,
-})
-
-# Producer-wide errors that no amount of waiting fixes.
-_FATAL_GLOBAL = frozenset({
-    KafkaError._AUTHENTICATION,
-    KafkaError.SASL_AUTHENTICATION_FAILED,
-    KafkaError.TOPIC_AUTHORIZATION_FAILED,
-    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-    KafkaError._SSL,
-    # What produce() raises once the producer is in a fatal state (its first error gave the cause).
-    KafkaError._FATAL,
-})
-
 
 # Errors that mean no broker answers (refused, unresolvable, all connections down).
 _UNREACHABLE = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
@@ -64,108 +45,6 @@ _OUTAGE_QUIET_SECONDS = 20.0
 _METADATA_SLICE_SECONDS = 0.2
 # A metadata request answers in milliseconds from a reachable cluster.
 TOPIC_CHECK_SECONDS = 5.0
-_TOPIC_MISSING = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
-
-
-_ELAPSED = re.compile(r"after \d+ms")
-
-
-class _OncePerInterval(logging.Filter):
-    """Lets each distinct librdkafka line through once a minute: a failing connection repeats it every retry."""
-
-    INTERVAL = 60.0
-    MAX_KEPT = 1000
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._last: dict[str, float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        # confluent-kafka logs (facility, client name, text); the text names the broker and the cause, and how
-        # long the attempt took, which differs at every retry.
-        text = str(record.args[2]) if isinstance(record.args, tuple) and len(record.args) == 3 else str(record.msg)
-        key = _ELAPSED.sub("", text)
-        now = time.monotonic()
-        if now - self._last.get(key, -self.INTERVAL) < self.INTERVAL:
-            return False
-        if len(self._last) >= self.MAX_KEPT:
-            self._last.clear()
-        self._last[key] = now
-        return True
-
-
-# librdkafka's log (the `logger` setting), instead of its raw lines on stderr.
-librdkafka_log = logging.getLogger("processor.librdkafka")
-librdkafka_log.addFilter(_OncePerInterval())
-
-
-# Records queued in librdkafka (unsent, unconfirmed or with a report not yet served) before `produce_all` waits:
-# each costs ~0.7 KB there (copies of key, value and the provenance headers), so ~40 MB at most, whatever size
-# the pulled pages turn out to be. Plenty in flight at ~200k records/s and acks within tens of ms.
-MAX_QUEUED = 60_000
-
-
-class Undeliverable:
-    """A record Kafka refused for good: the reason, and where it came from.
-
-    `alone` tells whether the refusal was about this record on its own: the client's size check, or a broker
-    request holding nothing else. A broker refusal of a batch of records says nothing about each of them.
-    """
-
-    __slots__ = ("alone", "code", "key", "reason", "topic", "value", "where")
-
-    def __init__(self, topic: str, key: bytes | None, value: bytes, where: Provenance, err: KafkaError,
-                 alone: bool) -> None:
-        self.topic = topic
-        self.key = key
-        self.value = value
-        self.where = where
-        self.code = err.code()
-        self.reason = err.str()
-        self.alone = alone
-
-
-class DeliveryTracker:
-    """Counts one batch's outstanding deliveries; `report`, bound to each record's provenance, is the callback."""
-
-    __slots__ = ("alone", "delivered", "error", "error_topic", "pending", "undeliverable")
-
-    def __init__(self, alone: bool = False) -> None:
-        self.pending = 0
-        self.delivered = 0
-        self.error: KafkaError | None = None
-        self.error_topic: str | None = None
-        self.undeliverable: list[Undeliverable] = []
-        # Whether each record was sent in a request of its own (see `KafkaSink.probe`).
-        self.alone = alone
-
-    def report(self, where: Provenance, err: KafkaError | None, msg: Any) -> None:
-        self.pending -= 1
-        if err is None:
-            self.delivered += 1
-        elif err.code() in UNDELIVERABLE:
-            self.undeliverable.append(Undeliverable(msg.topic(), msg.key(), msg.value(), where, err, self.alone))
-        elif self.error is None:
-            self.error, self.error_topic = err, msg.topic()
-
-    @property
-    def done(self) -> bool:
-        return self.pending == 0
-
-
-class Sink(Protocol):
-    """What a pipeline needs of Kafka: produce with per-batch tracking, wait for a batch, drop on failure."""
-
-    def set_deadline(self, deadline: Deadline) -> None: ...
-    def poll(self) -> None: ...
-    def produce(self, topic: str, key: bytes | None, value: bytes, where: Provenance,
-                tracker: DeliveryTracker) -> None: ...
-    def produce_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes]], where: Provenance,
-                    tracker: DeliveryTracker) -> int: ...
-    def probe(self, refused: Sequence[Undeliverable], deadline: Deadline) -> list[Undeliverable]: ...
-    def ensure_topics(self, topic: str, dlq_topic: str, deadline: Deadline) -> None: ...
-    def wait(self, tracker: DeliveryTracker, deadline: Deadline) -> None: ...
-    def abandon(self) -> None: ...
 
 
 class KafkaSink:
@@ -180,6 +59,9 @@ class KafkaSink:
         self._fatal: str | None = None
         self._deadline: Deadline | None = None
         self._warned_batches: set[str] = set()
+        # Trackers of the pages not settled yet, newest last: the first delivery error among them is raised at
+        # the next produce (latched), not only when its page settles pages later.
+        self._trackers: list[DeliveryTracker] = []
         # Topics a record was not confirmed for: checked again before producing.
         self._suspect_topics: set[str] = set()
         # The current outage: since when no broker answers (None: as far as we know, one does), the latest
@@ -201,7 +83,7 @@ class KafkaSink:
         return self._producer
 
     def _on_error(self, err: KafkaError) -> None:
-        if err.fatal() or err.code() in _FATAL_GLOBAL:
+        if is_fatal(err):
             self._fatal = f"{err.name()}: {err.str()}"
         elif err.code() in _UNREACHABLE:
             self._unreachable(err)
@@ -285,11 +167,11 @@ class KafkaSink:
             producer = self.producer
             meta = self._metadata(producer, name, max(min(TOPIC_CHECK_SECONDS, deadline.remaining()), 1.0))
             error = meta.topics[name].error
-            if error is not None and error.code() in _TOPIC_MISSING:
-                raise ConfigError(_missing_topic(what, name, variable, self.bootstrap))
+            if error is not None and error.code() in TOPIC_MISSING:
+                raise ConfigError(missing_topic(what, name, variable, self.bootstrap))
             if error is not None:
                 msg = f"cannot use the {what} {name!r} ({variable}) at {self.bootstrap}: {error.name()}: {error.str()}"
-                raise SinkError(msg)
+                raise SinkError(msg, error.code())
             self._suspect_topics.discard(name)
 
     def ensure_topics(self, topic: str, dlq_topic: str, deadline: Deadline) -> None:
@@ -303,7 +185,18 @@ class KafkaSink:
 
     def produce(self, topic: str, key: bytes | None, value: bytes, where: Provenance,
                 tracker: DeliveryTracker) -> None:
+        self._follow(tracker)
         self._produce_one(self.producer, topic, key, value, where, tracker)
+
+    def _follow(self, tracker: DeliveryTracker) -> None:
+        """Raise a delivery error already reported for a page in flight; then follow `tracker` too."""
+        for followed in self._trackers:
+            if followed.error is not None:
+                raise self._sink_error(followed.error, followed.error_topic)
+        if not self._trackers or self._trackers[-1] is not tracker:
+            # Settled pages are let go; those with refused records stay until the run has dealt with them.
+            self._trackers = [t for t in self._trackers if not t.done or t.undeliverable]
+            self._trackers.append(tracker)
 
     def _produce_one(self, producer: Producer, topic: str, key: bytes | None, value: bytes, where: Provenance,
                      tracker: DeliveryTracker) -> None:
@@ -340,6 +233,7 @@ class KafkaSink:
         again after a fatal error only yields a generic _FATAL). `pending` is counted up front: delivery reports
         are only served by `poll`, so none can arrive for these records before they are counted.
         """
+        self._follow(tracker)
         producer = self.producer
         if len(producer) > MAX_QUEUED:
             self._make_room(producer)
@@ -433,6 +327,7 @@ class KafkaSink:
 
         The dropped records belong to batches whose cursor was not saved: the retry sends them again.
         """
+        self._trackers = []
         for name in ("_producer", "_prober"):
             producer = getattr(self, name)
             if producer is None:
@@ -460,198 +355,19 @@ class KafkaSink:
             raise FatalSinkError(msg)
 
     def _sink_error(self, err: KafkaError, topic: str | None = None) -> SinkError:
-        if err.fatal() or err.code() in _FATAL_GLOBAL:
+        """The error for `err`, carrying its code: fatal (the producer is dropped) or retriable by the run."""
+        code = err.code()
+        if is_fatal(err):
             self._fatal = f"{err.name()}: {err.str()}"
-            return FatalSinkError(f"Kafka producer cannot go on: {self._fatal}")
+            return FatalSinkError(f"Kafka producer cannot go on: {self._fatal}", code)
         if topic is None:
-            return SinkError(f"Kafka did not confirm a record: {err.name()}: {err.str()}")
+            return SinkError(f"Kafka did not confirm a record: {err.name()}: {err.str()}", code)
         self._suspect_topics.add(topic)
-        if err.code() in _TOPIC_MISSING:
+        if code in TOPIC_MISSING:
             return SinkError(f"Kafka did not confirm a record for topic {topic!r}: "
-                             f"{_missing_topic('topic', topic, 'KAFKA_TOPIC or KAFKA_DLQ_TOPIC', self.bootstrap)}")
+                             f"{missing_topic('topic', topic, 'KAFKA_TOPIC or KAFKA_DLQ_TOPIC', self.bootstrap)}",
+                             code)
         text = f"Kafka did not confirm a record for topic {topic!r}: {err.name()}: {err.str()}"
         if self._outage() is not None:
             text += f"; {self._unreachable_text()}"
-        return SinkError(text)
-
-
-def _missing_topic(what: str, name: str, variable: str, bootstrap: str) -> str:
-    return (f"the {what} {name!r} ({variable}) does not exist at {bootstrap}: create it, e.g. "
-            f"kafka-topics.sh --bootstrap-server {bootstrap} --create --topic {name}, or set {variable} to one "
-            "that exists")
-
-
-# Delivery errors a failed transaction gives its other records: they say nothing of why it failed.
-_CONSEQUENCES = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._STATE,
-                           KafkaError._INCONSISTENT})
-
-# Longest single wait inside a transactional call before checking for fatal errors again.
-_TXN_CALL_SLICE_SECONDS = 1.0
-
-
-class TransactionalKafkaSink(KafkaSink):
-    """Exactly-once: each run's records and its checkpoint record are committed in Kafka transactions.
-
-    `transactional.id` is stable per project/logstore/shard, so a retry's `init_transactions` fences a stuck
-    earlier instance (its next commit fails) and aborts whatever it left open. Downstream consumers must read
-    with isolation.level=read_committed.
-    """
-
-    def __init__(self, config: dict[str, Any], transactional_id: str, timeout_ms: int,
-                 factory: Callable[[dict[str, Any]], Producer] = Producer) -> None:
-        conf = {**config, "transactional.id": transactional_id, "transaction.timeout.ms": timeout_ms}
-        # librdkafka refuses a message timeout longer than the transaction timeout.
-        conf["message.timeout.ms"] = min(int(conf.get("message.timeout.ms", timeout_ms)), timeout_ms)
-        super().__init__(conf, factory)
-        self.transactional_id = transactional_id
-        self._initialized = False
-        self._in_transaction = False
-        # The open transaction's trackers: a broker refusal may surface only as a later produce's _STATE error.
-        self._trackers: list[DeliveryTracker] = []
-        # What this producer last committed for its shard. While it keeps its producer id nobody else can have
-        # committed since: a fencing instance makes this one's next commit fail, which drops it (and this).
-        self.committed: Checkpoint | None = None
-
-    def init(self, deadline: Deadline) -> None:
-        if self._initialized and self._producer is not None:
-            # The broker of a warm producer may be gone since; the checkpoint read that follows would wait for it
-            # without saying why. A reachable cluster answers in milliseconds.
-            self._confirm_reachable(self._producer, max(min(UNREACHABLE_FAIL_SECONDS, deadline.remaining()), 0.5))
-            return
-        self._call("init_transactions", deadline)
-        self._initialized = True
-
-    def begin(self) -> None:
-        try:
-            self.producer.begin_transaction()
-        except KafkaException as exc:
-            raise self._txn_error("begin", exc.args[0]) from exc
-        self._in_transaction = True
-        self._trackers = []
-
-    def produce(self, topic: str, key: bytes | None, value: bytes, where: Provenance,
-                tracker: DeliveryTracker) -> None:
-        self._trackers.append(tracker)
-        super().produce(topic, key, value, where, tracker)
-
-    def produce_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes]], where: Provenance,
-                    tracker: DeliveryTracker) -> int:
-        self._trackers.append(tracker)
-        return super().produce_all(topic, records, where, tracker)
-
-    def delivery_error(self) -> SinkError | None:
-        """The first delivery error of the last transaction that was not merely a consequence of its failing."""
-        for tracker in self._trackers:
-            if tracker.error is not None and tracker.error.code() not in _CONSEQUENCES:
-                return self._sink_error(tracker.error, tracker.error_topic)
-        return None
-
-    def refused_by_broker(self) -> list[Undeliverable]:
-        """Records of the last transaction the broker refused with their batch (reports served so far)."""
-        return [item for tracker in dict.fromkeys(self._trackers) for item in tracker.undeliverable
-                if not item.alone]
-
-    def produce_checkpoint(self, topic: str, key: bytes, value: bytes) -> None:
-        """The checkpoint record of the open transaction (waits for queue room like any record)."""
-        producer = self.producer
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                return
-            except BufferError:
-                self._serve_reports(producer, 0.05)
-            except KafkaException as exc:
-                msg = f"cannot write the checkpoint record to topic {topic!r}: {exc.args[0].str()}"
-                raise CheckpointError(msg) from exc
-
-    def commit(self, deadline: Deadline) -> None:
-        self._call("commit_transaction", deadline)
-        self._in_transaction = False
-
-    def abort(self, deadline: Deadline) -> None:
-        """Abort the open transaction; if even that fails, drop the producer (the retry's init aborts it)."""
-        if self._producer is None or not self._in_transaction:
-            return
-        try:
-            self._producer.abort_transaction(max(deadline.remaining(), 1.0))
-            self._in_transaction = False
-            self._producer.poll(0)  # the aborted records' reports: a refusal among them explains the failure
-            # A topic a record of the transaction was not confirmed for is checked again before the retry.
-            self._suspect_topics.update(t.error_topic for t in self._trackers if t.error_topic)
-        except KafkaException as exc:
-            log.warning("abort of transaction %s failed (%s); the producer will be recreated",
-                        self.transactional_id, exc.args[0].str())
-            self._drop()
-
-    def abandon(self) -> None:
-        # Purging would not undo produced records; aborting the transaction does (see abort).
-        pass
-
-    def probe(self, refused: Sequence[Undeliverable], deadline: Deadline) -> list[Undeliverable]:
-        # Sending records again outside the transaction would deliver them twice (the retry sends them too).
-        if refused:
-            raise self.refusal_error(refused)
-        return []
-
-    def refusal_error(self, refused: Sequence[Undeliverable]) -> FatalSinkError:
-        """Why a transaction the broker refused records of (too large, with their batch) cannot succeed."""
-        first = refused[0]
-        topics = ", ".join(sorted({item.topic for item in refused}))
-        return FatalSinkError(
-            f"Kafka refused {len(refused)} record(s) of transaction {self.transactional_id} for topic {topics} "
-            f"({KafkaError(first.code).name()}: {first.reason}, e.g. the record from SLS cursor "
-            f"{first.where.cursor} group {first.where.group}); the broker refuses whole batches, so every retry "
-            "would fail the same way. Keep the producer's message.max.bytes (KAFKA_PRODUCER_CONFIG) at or below "
-            "the topic's max.message.bytes: the client then refuses an oversized record alone, and it is "
-            "dead-lettered inside the transaction")
-
-    def _call(self, op: str, deadline: Deadline) -> None:
-        """Run a blocking transactional call in slices, so that a fatal error seen meanwhile ends the wait.
-
-        librdkafka reports a failed authentication only to `error_cb`, which runs from `poll()`: one
-        `init_transactions(budget)` would block for the whole budget on a wrong password and then fail with a
-        timeout. A call that timed out resumes where it was when called again.
-        """
-        while True:
-            self.producer.poll(0)
-            if self._fatal is not None:
-                fatal = self._fatal
-                self._drop()  # the retry builds a new producer, which authenticates afresh
-                msg = f"Kafka producer cannot go on: {fatal}"
-                raise FatalSinkError(msg)
-            self._check_reachable(self.producer)
-            try:
-                getattr(self.producer, op)(max(min(deadline.remaining(), _TXN_CALL_SLICE_SECONDS), 0.5))
-                return
-            except KafkaException as exc:
-                err = exc.args[0]
-                if err.retriable() and not deadline.expired():
-                    if err.code() != KafkaError._TIMED_OUT:  # a slice ending is not worth a warning
-                        log.warning("%s of %s: %s; retrying", op, self.transactional_id, err.str())
-                    continue
-                raise self._txn_error(op, err) from exc
-
-    def _sink_error(self, err: KafkaError, topic: str | None = None) -> SinkError:
-        error = super()._sink_error(err, topic)
-        if not isinstance(error, FatalSinkError):
-            return error
-        # A fenced producer can neither flush nor abort; the retry's new one aborts what this one left open.
-        self._drop()
-        return FatalSinkError(f"producing in transaction {self.transactional_id} failed for good ({err.name()}: "
-                              f"{err.str()}); another instance may own this shard now (fenced)")
-
-    def _txn_error(self, op: str, err: KafkaError) -> SinkError:
-        if err.fatal() or err.code() in _FATAL_GLOBAL:
-            self._drop()
-            return FatalSinkError(f"{op} of transaction {self.transactional_id} failed for good ({err.name()}: "
-                                  f"{err.str()}); another instance may own this shard now (fenced)")
-        text = f"{op} of transaction {self.transactional_id} failed: {err.name()}: {err.str()}"
-        if self._outage() is not None:
-            text += f"; {self._unreachable_text()}"
-        return SinkError(text)
-
-    def _drop(self) -> None:
-        self._producer = None
-        self._initialized = False
-        self._in_transaction = False
-        self.committed = None
+        return SinkError(text, code)
