@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Documented ranges (sls-fc-facts §2.1, §2.3).
+# The ranges FC documents for the SLS trigger's jobConfig.
 TRIGGER_INTERVAL_RANGE = (3, 600)
 FC_TIMEOUT_RANGE = (1, 86_400)
 
@@ -35,9 +35,9 @@ HEADROOM = 0.5
 TIMEOUT_SAFETY = 3.0
 # processor.settings TIME_BUDGET_MARGIN_SECONDS default: the processor stops this long before the FC timeout.
 MARGIN_SECONDS = 10.0
-# The trigger's pace while catching up (sls-fc-facts §1.2: about one invocation every ~2 s per shard).
+# The trigger's pace while catching up (about one invocation every ~2 s per shard).
 CATCH_UP_PERIOD_SECONDS = 2.0
-# Soft per-shard SLS write limit (indexed logstore, sls-fc-facts §4.3) and the docs' "use a shorter interval" level.
+# Soft per-shard SLS write limit (indexed logstore) and the docs' "use a shorter interval" level.
 SHARD_WRITE_LIMIT_BYTES = 5_000_000
 SHORT_INTERVAL_ADVICE_BYTES = 1_000_000
 SECONDS_PER_DAY = 86_400

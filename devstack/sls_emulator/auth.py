@@ -1,4 +1,4 @@
-"""Optional verification of the SDK's v1 request signature (HMAC-SHA1, notes §8), with STS tokens."""
+"""Optional verification of the SDK's v1 request signature (HMAC-SHA1), with STS tokens."""
 
 from __future__ import annotations
 

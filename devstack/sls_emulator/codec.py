@@ -19,7 +19,7 @@ _ACCEPTED = (LZ4, ZSTD, DEFLATE)
 
 
 def encode_cursor(position: int) -> str:
-    """SLS cursors are base64 of the decimal position (notes §4.5)."""
+    """SLS cursors are base64 of the decimal position."""
     return base64.b64encode(str(position).encode()).decode()
 
 

@@ -1,4 +1,4 @@
-"""Consumer group APIs: create/list/update/delete, heartbeat and checkpoints (notes §7)."""
+"""Consumer group APIs: create/list/update/delete, heartbeat and checkpoints."""
 
 from __future__ import annotations
 

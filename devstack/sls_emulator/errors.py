@@ -1,4 +1,4 @@
-"""SLS error codes with the HTTP status real SLS sends for each (notes §4.4)."""
+"""SLS error codes with the HTTP status real SLS sends for each."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ OPERATIONS = (
     "project",
     "logstore",
 )
-# The messages real SLS sends for the throttling codes (notes §4.3).
+# The messages real SLS sends for the throttling codes.
 _DEFAULT_MESSAGES = {
     "InternalServerError": "internal server error",
     "ServerBusy": "server is busy, please try again later",

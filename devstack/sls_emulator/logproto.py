@@ -1,4 +1,4 @@
-"""The SLS LogGroup protobuf schema (notes §6), built here rather than borrowed from the SDK.
+"""The SLS LogGroup protobuf schema, built here rather than borrowed from the SDK.
 
 Defining the schema independently of ``aliyun.log.log_logs_pb2`` keeps the emulator an honest second
 opinion: if the SDK's descriptor drifted from the documented wire format, the round-trip tests would fail.
