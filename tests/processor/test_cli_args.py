@@ -67,9 +67,26 @@ def test_check_order_to_before_from_rejected(start, stop):
         check_order(parse_position(start, "--from"), parse_position(stop, "--to"))
 
 
-def test_check_order_unknowable_without_sls_passes():
-    check_order(parse_position("1714521600", "--from"), parse_position(cursor_from_position(5), "--to"))
-    check_order(parse_position("begin", "--from"), parse_position("end", "--to"))
+def test_check_order_rejects_exactly_the_pairs_it_can_order_without_sls():
+    """A time and a cursor are ordered only by SLS (the range resolved later): only same-kind pairs and `begin`/`end`
+    are judged here, every other pair is left to the resolution."""
+    texts = ["begin", "1714521600", "1714521601", cursor_from_position(5), cursor_from_position(6), "end"]
+    t1, t2, c5, c6 = texts[1:5]
+
+    def rejected(start: str, stop: str) -> bool:
+        try:
+            check_order(parse_position(start, "--from"), parse_position(stop, "--to"))
+        except ConfigError:
+            return True
+        return False
+
+    verdicts = {(a, b) for a in texts for b in texts if rejected(a, b)}
+
+    to_begin = {(a, "begin") for a in texts if a != "begin"}
+    from_end = {("end", b) for b in texts if b != "end"}
+    assert verdicts == to_begin | from_end | {(t2, t1), (c6, c5)}
+    assert (t1, c5) not in verdicts  # a time after the cursor's data, or before: unknowable here
+    assert (c6, t1) not in verdicts
 
 
 def test_parse_shards_list_all_and_garbage():
