@@ -22,7 +22,7 @@ COMMAND_MODULES = (
     "processor.commands.lag",
     "processor.commands.plan",
     "processor.commands.package",
-    "processor.commands.demo",
+    "devstack.demo",
     "devstack.cli",
 )
 
