@@ -8,15 +8,13 @@ from typing import Any, TypeVar
 from aliyun.log import LogException
 
 from checkpoints.base import Checkpoint, CheckpointKey, merge
-from processor.errors import CheckpointError
-from processor.retry import name_resolution_error
+from common.errors import CheckpointError
+from common.sls_errors import AUTH_CODES, sls_error
 
 T = TypeVar("T")
 
 # SLS allows this many consumer groups per logstore (CreateConsumerGroup's documentation).
 MAX_GROUPS_PER_LOGSTORE = 30
-_AUTH_CODES = frozenset({"Unauthorized", "InvalidAccessKeyId", "SignatureNotMatch", "SecurityToken.Expired",
-                         "SecurityTokenExpired"})
 _PERMISSIONS = "log:GetCheckPoint, log:UpdateCheckPoint, log:CreateConsumerGroup, log:ListConsumerGroup"
 
 
@@ -55,7 +53,7 @@ class SlsConsumerGroupStore:
         except LogException as exc:
             if exc.get_error_code() == "ConsumerGroupNotExist":
                 return None
-            raise self._error("read", key, exc) from exc
+            raise self._error("reading", key, exc) from exc
         for entry in resp.get_consumer_group_check_points() or []:
             if int(entry.get("shard", -1)) == key.shard and entry.get("checkpoint"):
                 return Checkpoint(str(entry["checkpoint"]))
@@ -81,7 +79,7 @@ class SlsConsumerGroupStore:
                 # Deleted since we created it (by hand, or a finished job of the same name): make it again.
                 self._known_groups.discard((key.project, key.logstore, group))
                 return self.save(key, checkpoint)
-            raise self._error("write", key, exc) from exc
+            raise self._error("writing", key, exc) from exc
         return merged
 
     def drop_scope(self, project: str, logstore: str, scope: str) -> bool:
@@ -92,7 +90,7 @@ class SlsConsumerGroupStore:
         except LogException as exc:
             if exc.get_error_code() == "ConsumerGroupNotExist":
                 return False
-            raise self._error("delete the consumer group of", CheckpointKey(project, logstore, 0, scope),
+            raise self._error("deleting the consumer group of", CheckpointKey(project, logstore, 0, scope),
                               exc) from exc
         finally:
             self._known_groups.discard((project, logstore, group))
@@ -106,16 +104,13 @@ class SlsConsumerGroupStore:
             self._call(self.client.create_consumer_group, key.project, key.logstore, group, self.group_timeout)
         except LogException as exc:
             if exc.get_error_code() != "ConsumerGroupAlreadyExist":
-                raise self._error("create the consumer group for", key, exc) from exc
+                raise self._error("creating the consumer group for", key, exc) from exc
         self._known_groups.add(ident)
 
-    def _error(self, what: str, key: CheckpointKey, exc: LogException) -> CheckpointError:
-        if (unresolved := name_resolution_error(exc, f"to {what} checkpoint {key}")) is not None:
-            return CheckpointError(str(unresolved))
-        code = exc.get_error_code()
+    def _error(self, doing: str, key: CheckpointKey, exc: LogException) -> CheckpointError:
         group = self.group_name(key)
-        msg = f"cannot {what} checkpoint {key} in consumer group {group!r}: {code} {exc.get_error_message()}"
-        return CheckpointError(f"{msg}; {_hint(code, exc.resp_status, key, group)}")
+        what = f"{doing} checkpoint {key} in consumer group {group!r}"
+        return sls_error(what, exc, CheckpointError, _hint(exc.get_error_code(), exc.resp_status, key, group))
 
 
 def _hint(code: str, status: int, key: CheckpointKey, group: str) -> str:
@@ -123,7 +118,7 @@ def _hint(code: str, status: int, key: CheckpointKey, group: str) -> str:
         return (f"logstore {key.logstore} already has the most consumer groups SLS allows "
                 f"({MAX_GROUPS_PER_LOGSTORE}): delete the ones no longer used (finished backfill jobs are "
                 "named SLS_CONSUMER_GROUP-backfill-<job id>), or set SLS_CONSUMER_GROUP to one that exists")
-    if code in _AUTH_CODES or status in (401, 403):
+    if code in AUTH_CODES or status in (401, 403):
         return f"the function's role needs {_PERMISSIONS} on logstore {key.logstore}"
     if code in ("ProjectNotExist", "LogStoreNotExist"):
         return "check SLS_ENDPOINT, the project and the logstore of the trigger"

@@ -21,6 +21,6 @@ def cursor_position(cursor: str, name: str = "cursor", error: type[Exception] = 
         raise error(msg) from None
 
 
-def cursor_at(position: int) -> str:
+def cursor_from_position(position: int) -> str:
     """The cursor of the log group at `position`."""
     return base64.b64encode(str(position).encode()).decode()

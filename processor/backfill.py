@@ -39,14 +39,15 @@ import orjson
 from tenacity import retry_if_not_exception_type
 
 from checkpoints.null import NullCheckpointStore
+from common.cursors import cursor_from_position
+from common.errors import CheckpointError, ConfigError
 from processor.credentials import Credentials
 from processor.delivery.dry_run import DEFAULT_MESSAGE_MAX_BYTES, OutputClosedError, PrintingSink
 from processor.delivery.observers import Emit, ProjectedPage
-from processor.errors import CheckpointError, ConfigError
 from processor.event import TriggerEvent, cursor_position
-from processor.poller import StopFlag, invocation_retrying
+from processor.invocation_retry import StopFlag, invocation_retrying
 from processor.runtime import Runtime
-from processor.shards import Logstore, Position, ShardInfo, cursor_from_position
+from processor.shards import Logstore, Position, ShardInfo
 
 log = logging.getLogger(__name__)
 

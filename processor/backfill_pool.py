@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from checkpoints.base import CheckpointKey
+from common.errors import CheckpointError, ProcessorError
 from processor.backfill import (
     BackfillJob,
     DryRunInvoker,
@@ -28,8 +29,7 @@ from processor.backfill import (
 )
 from processor.config import Settings
 from processor.credentials import Credentials
-from processor.errors import CheckpointError, ProcessorError
-from processor.poller import StopFlag
+from processor.invocation_retry import StopFlag
 from processor.runtime import Runtime
 
 # fork: workers inherit the logging set-up and need no re-import (spawn would re-run `python -m processor`'s

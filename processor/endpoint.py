@@ -7,18 +7,15 @@ name that does not resolve would otherwise cost those retries and then ours, unt
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from dataclasses import dataclass
 
 from aliyun.log.util import Util
 from requests.utils import get_environ_proxies, select_proxy
 
-from processor.errors import ConfigError, SourceError
+from common.errors import ConfigError, SourceError
+from common.sls_errors import EMULATOR_SUFFIX, unresolved_message
 
-EMULATOR_SUFFIX = ".emulator"
-DEV_EMULATOR_PROXY = "http://127.0.0.1:8090"
-DEV_EMULATOR_ENDPOINT = "cn-hangzhou.log.emulator"
 # Names this process resolved: an FC instance checks its endpoint once, not per invocation.
 _resolved: set[tuple[str, int]] = set()
 
@@ -72,28 +69,3 @@ def check_endpoint(endpoint: str, project: str) -> None:
             raise SourceError(msg) from None
         raise ConfigError(msg) from None
     _resolved.add((target.host, target.port))
-
-
-def unresolved_message(host: str) -> str:
-    """`host` does not resolve: what that usually means, and what to set."""
-    first, _, rest = host.partition(".")
-    if _is_ip(rest):
-        return (f"cannot resolve SLS host {host!r}: the SDK puts the project in front of the endpoint, so an IP "
-                f"address with a port or a scheme does not work as SLS_ENDPOINT. For the emulator of `sls-kafka dev "
-                f"up`: export HTTP_PROXY={DEV_EMULATOR_PROXY} SLS_ENDPOINT={DEV_EMULATOR_ENDPOINT} (any name works "
-                "through the proxy)")
-    if host.endswith(EMULATOR_SUFFIX):
-        return (f"cannot resolve SLS host {host!r}: *{EMULATOR_SUFFIX} names work only with the SLS emulator as "
-                f"HTTP proxy, and no proxy applies to this request: set HTTP_PROXY to the emulator as `sls-kafka dev "
-                f"up` prints (export HTTP_PROXY={DEV_EMULATOR_PROXY}) and keep the name out of NO_PROXY")
-    return (f"cannot resolve SLS host {host!r} (project {first!r} in front of the endpoint): check the endpoint, "
-            "e.g. cn-hangzhou.log.aliyuncs.com (cn-hangzhou-intranet.log.aliyuncs.com inside Alibaba Cloud), the "
-            "project name, DNS, or HTTP_PROXY if SLS is reached through a proxy")
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -1,6 +1,6 @@
 """The SLS log trigger, run locally: every interval, one trigger-shaped event per shard with new data.
 
-What it reproduces (notes §1.2-1.3): each shard is triggered on its own for [last end cursor, current end
+What it reproduces of the FC trigger: each shard is triggered on its own for [last end cursor, current end
 cursor); a shard with no new data is not invoked; a shard that lags behind is caught up with back-to-back
 invocations of one interval's worth of data each; a failed invocation is retried up to `max_retry` times and,
 when that is spent, tried again at the next interval. Readonly parents are read until drained, new children are
@@ -31,17 +31,19 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aliyun.log import LogException
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_any, wait_exponential_jitter
 
 from checkpoints.base import Checkpoint, CheckpointKey, CheckpointStore
 from checkpoints.file import FileCheckpointStore
 from checkpoints.sls_consumer_group import SlsConsumerGroupStore
+from common.cursors import cursor_from_position
+from common.errors import CheckpointError, ConfigError, EventError, ProcessorError
+from common.sls_errors import sls_error
 from processor.credentials import Credentials
 from processor.delivery.summary import Summary
-from processor.errors import CheckpointError, ConfigError, CursorExpiredError, EventError, ProcessorError
 from processor.event import TriggerEvent, cursor_position
+from processor.invocation_retry import StopFlag, invocation_retrying
 from processor.runtime import Runtime
-from processor.shards import BEGIN, END, Logstore, Position, ShardInfo, cursor_from_position
+from processor.shards import BEGIN, END, Logstore, Position, ShardInfo
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ class ConsumerGroupRunMarker:
         except LogException as exc:
             if exc.get_error_code() == "ConsumerGroupNotExist":
                 return False
-            raise self._error("read", exc) from exc
+            raise self._error("reading", exc) from exc
         return True
 
     def record(self) -> None:
@@ -112,13 +114,12 @@ class ConsumerGroupRunMarker:
             self.client.create_consumer_group(self.project, self.logstore, self.group, self.timeout)
         except LogException as exc:
             if exc.get_error_code() != "ConsumerGroupAlreadyExist":
-                raise self._error("create", exc) from exc
+                raise self._error("creating", exc) from exc
 
-    def _error(self, what: str, exc: LogException) -> CheckpointError:
-        msg = (f"cannot {what} consumer group {self.group!r} of {self.project}/{self.logstore}, the runner's "
-               f"marker that it has run there: {exc.get_error_code()} {exc.get_error_message()} (the role needs "
-               "log:GetCheckPoint and log:CreateConsumerGroup)")
-        return CheckpointError(msg)
+    def _error(self, doing: str, exc: LogException) -> CheckpointError:
+        what = (f"{doing} consumer group {self.group!r} of {self.project}/{self.logstore}, the runner's marker that "
+                "it has run there")
+        return sls_error(what, exc, CheckpointError, "the role needs log:GetCheckPoint and log:CreateConsumerGroup")
 
 
 def trigger_run_marker(store: CheckpointStore, project: str, logstore: str) -> RunMarker:
@@ -169,37 +170,6 @@ class RoundStats:
         self.max_lag_seconds = max(self.max_lag_seconds, summary.lag_seconds or 0.0)
 
 
-class StopFlag(Protocol):
-    """threading.Event or multiprocessing.Event."""
-
-    def is_set(self) -> bool: ...
-    def set(self) -> None: ...
-    def wait(self, timeout: float | None = None) -> bool: ...
-
-
-def invocation_retrying(max_retry: int, stop: StopFlag, sleep: Callable[[float], Any], what: str) -> Retrying:
-    """The trigger's retry policy for one event: `max_retry` retries with backoff, cut short by `stop`.
-
-    Like the trigger, it retries whatever the function raised, except errors the same event reproduces (an
-    expired cursor under SLS_INVALID_CURSOR_POLICY=fail among them).
-    """
-
-    def before_sleep(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        log.warning("%s: invocation failed (attempt %d of %d): %s; retrying in %.1fs", what, state.attempt_number,
-                    max_retry + 1, exc, state.upcoming_sleep)
-
-    return Retrying(
-        retry=retry_if_exception(lambda exc: isinstance(exc, Exception) and
-                                 not isinstance(exc, (ConfigError, EventError, CursorExpiredError))),
-        stop=stop_any(stop_after_attempt(max_retry + 1), lambda _: stop.is_set()),
-        wait=wait_exponential_jitter(multiplier=1.0, max=30.0, jitter=1.0),
-        sleep=sleep,
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-
-
 class InvocationFailedError(ProcessorError):
     """Every attempt of one event failed; the range is tried again at the next interval."""
 
@@ -248,7 +218,7 @@ class TriggerRunner:
         self.rounds += 1
         started = time.monotonic()
         stats = RoundStats()
-        shards = [s for s in self.logstore.shards() if s.shard not in self._drained]
+        shards = [s for s in self.logstore.list_parts() if s.shard not in self._drained]
         progress = {s.shard: self._progress(s.shard) for s in shards}
         # --start applies only when the runner has never run on this logstore; shards that appear later
         # (split/merge children, or shards added while it was down) are read from their beginning.

@@ -1,20 +1,26 @@
-"""Retry policy for SLS calls, kept out of the code that makes them (tenacity), and the time bound of each call."""
+"""Retry policies from tenacity's parts: which errors are worth another try, when to stop, how long to wait; and
+the time bound of every SLS request.
+
+Every SLS call stops retrying by one rule, `stop_before_deadline`; the trigger's retry of a whole invocation is
+in `processor.invocation_retry`.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aliyun.log import LogClient, LogException
-from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential, wait_random
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 
-from processor.deadline import Deadline
-from processor.endpoint import unresolved_message
-from processor.errors import BudgetExceededError, SourceError
+from common.deadline import Deadline
+from common.errors import BudgetExceededError, SourceError
+from common.sls_errors import describe, sls_error, unresolved_host
 
 log = logging.getLogger(__name__)
 
@@ -30,36 +36,34 @@ def is_retriable_sls_error(exc: BaseException) -> bool:
     return exc.get_error_code() in RETRIABLE_CODES or exc.resp_status >= 500
 
 
-# The SDK wraps requests' error text in a LogRequestError; urllib3 2 names the host it failed to resolve.
-_FAILED_TO_RESOLVE = re.compile(r"Failed to resolve '([^']+)'")
-_RESOLVER_ERRORS = re.compile(r"Name or service not known|nodename nor servname|getaddrinfo failed|"
-                              r"Temporary failure in name resolution|No address associated with hostname")
-_POOL_HOST = re.compile(r"host='([^']+)'")
+def is_transient_sls_error(exc: BaseException) -> bool:
+    """Worth another try on any SLS call: the server failed or the connection did (not a quota or a refusal)."""
+    if not isinstance(exc, LogException) or unresolved_host(exc) is not None:
+        return False
+    return exc.get_error_code() in TRANSIENT_CODES or exc.resp_status >= 500
 
 
-def unresolved_host(exc: BaseException) -> str | None:
-    """The host name an SLS request failed to resolve, or None for any other failure.
+class stop_before_deadline(stop_base):  # lower case like the tenacity stops it is composed with
+    """Stop once the next sleep would not end before `deadline`: no try starts that could not be answered.
 
-    A name that does not resolve now will not on the next try either: retrying it only spends the budget.
+    Reads `RetryCallState.upcoming_sleep`, set before the stop is asked from tenacity 8.3 on.
     """
-    if not isinstance(exc, LogException) or exc.get_error_code() != "LogRequestError":
-        return None
-    text = exc.get_error_message()
-    if match := _FAILED_TO_RESOLVE.search(text):
-        return match[1]
-    if _RESOLVER_ERRORS.search(text):
-        return match[1] if (match := _POOL_HOST.search(text)) else "?"
-    return None
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.deadline.remaining() <= retry_state.upcoming_sleep
 
 
-def name_resolution_error(exc: BaseException, doing: str) -> SourceError | None:
-    """A SourceError naming the host that did not resolve while `doing`, and what to check; else None."""
-    host = unresolved_host(exc)
-    if host is None:
-        return None
-    if "ProxyError" in str(exc):
-        return SourceError(f"cannot resolve the proxy host {host!r} {doing}: check HTTP_PROXY / HTTPS_PROXY")
-    return SourceError(f"{unresolved_message(host)} ({doing})")
+def backoff(first: float, cap: float, jitter: float) -> wait_base:
+    """Waits doubling from `first`, each with up to `jitter` added at random so that retries spread, `cap` at most."""
+    return wait_exponential(multiplier=first, max=cap - jitter) + wait_random(0, jitter)
+
+
+# A dropped connection or a busy server usually passes within a second; throttling within a few. The cap keeps
+# a retry within reach of a short invocation's budget.
+SLS_BACKOFF = backoff(first=0.2, cap=2.0, jitter=0.5)
 
 
 @dataclass
@@ -68,48 +72,26 @@ class RetryStats:
     aborted_transactions: int = 0
 
 
-def is_transient_sls_error(exc: BaseException) -> bool:
-    """Worth another try on any SLS call: the server failed or the connection did (not a quota or a refusal)."""
-    if not isinstance(exc, LogException) or unresolved_host(exc) is not None:
-        return False
-    return exc.get_error_code() in TRANSIENT_CODES or exc.resp_status >= 500
-
-
-def sls_retrying(deadline: Deadline, stats: RetryStats, sleep: Callable[[float], None] = time.sleep,
-                 max_wait: float = 2.0,
+def sls_retrying(deadline: Deadline, stats: RetryStats | None = None, sleep: Callable[[float], None] = time.sleep,
                  retriable: Callable[[BaseException], bool] = is_retriable_sls_error) -> Retrying:
-    """Exponential backoff with jitter until the invocation's budget would be overrun by the next sleep."""
-
-    def stop(state: RetryCallState) -> bool:
-        return deadline.remaining() <= state.upcoming_sleep
+    """Every SLS call's policy: `retriable` errors again after `SLS_BACKOFF`, until `deadline` would be overrun by
+    the next sleep; then `BudgetExceededError` naming the last error."""
 
     def before_sleep(state: RetryCallState) -> None:
-        stats.sls_retries += 1
+        if stats is not None:
+            stats.sls_retries += 1
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("SLS call failed (%s), attempt %d, retrying in %.2fs", _describe(exc), state.attempt_number,
+        log.warning("SLS call failed (%s), attempt %d, retrying in %.2fs", describe(exc), state.attempt_number,
                     state.upcoming_sleep)
 
     def give_up(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         msg = (f"SLS kept failing for {state.attempt_number} attempts until the time budget ran out; "
-               f"last error: {_describe(exc)}")
+               f"last error: {describe(exc)}")
         raise BudgetExceededError(msg) from exc
 
-    return Retrying(
-        retry=retry_if_exception(retriable),
-        wait=wait_exponential_jitter(multiplier=0.2, max=max_wait, jitter=0.5),
-        stop=stop,
-        sleep=sleep,
-        before_sleep=before_sleep,
-        retry_error_callback=give_up,
-        reraise=True,
-    )
-
-
-def _describe(exc: BaseException | None) -> str:
-    if isinstance(exc, LogException):
-        return f"{exc.get_error_code()} (HTTP {exc.resp_status}): {exc.get_error_message()}"
-    return repr(exc)
+    return Retrying(retry=retry_if_exception(retriable), wait=SLS_BACKOFF, stop=stop_before_deadline(deadline),
+                    sleep=sleep, before_sleep=before_sleep, retry_error_callback=give_up, reraise=True)
 
 
 # `LogClient._send` sleeps this long before each of its own retries (5xx, RequestTimeout, connection-pool errors
@@ -171,8 +153,8 @@ class DeadlineLogClient(LogClient):
                 raise BudgetExceededError(msg) from exc
             failure = LogException("LogRequestError", str(exc))
             # The SDK would try a name that does not resolve 10 times, 1 s apart: it will not resolve either.
-            if (unresolved := name_resolution_error(failure, what)) is not None:
-                raise unresolved from exc
+            if unresolved_host(failure) is not None:
+                raise sls_error(what, failure, SourceError) from exc
             raise failure from exc
         if too_large is not None:
             resp.close()

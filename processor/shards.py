@@ -1,32 +1,31 @@
-"""Logstore metadata the trigger runner, backfill and lag need: shards, cursors by time, receive times.
+"""A logstore as partitions, in the way of bytewax's partitioned sources: `Logstore.list_parts` names the shards,
+`Logstore.build_part` opens a reader of one shard from a resume cursor (the cursor a checkpoint holds). Besides,
+the metadata the trigger runner, backfill and lag need: cursors by time, receive times.
 
-Every call goes through one small retry policy (transient SLS errors only); anything else becomes a
-`SourceError` naming the call, so a wrong project or endpoint fails with one clear line.
+Every call goes through the SLS retry policy (`processor.retry.sls_retrying`) within a budget of its own;
+anything else becomes a `SourceError` naming the call, so a wrong project or endpoint fails with one clear line.
 """
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from aliyun.log import LogException
-from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
+from tenacity import Retrying
 
-from processor.deadline import Deadline
-from processor.errors import BudgetExceededError, ConfigError, SourceError
+from common.cursors import cursor_from_position
+from common.deadline import Deadline
+from common.errors import BudgetExceededError, ConfigError, SourceError
+from common.sls_errors import sls_error
+from processor.config import SourceConfig
 from processor.event import cursor_position
-from processor.retry import DeadlineLogClient, is_retriable_sls_error, name_resolution_error
+from processor.retry import DeadlineLogClient, sls_retrying
+from processor.source import Gap, ShardRangeSource
 
-
-def cursor_from_position(position: int) -> str:
-    """The cursor of the log group at `position`: SLS cursors are base64 of the decimal position.
-
-    The SDK relies on the same encoding (`LogClient.get_previous_cursor_time` steps back by one); we use it
-    only for positions between two cursors SLS handed out, to split a range into sub-ranges.
-    """
-    return base64.b64encode(str(position).encode()).decode()
+# A metadata call from the command line has no invocation's deadline: this bounds it, retries included.
+METADATA_BUDGET_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -75,40 +74,43 @@ def select_shards(shards: Sequence[ShardInfo], wanted: Sequence[int] | None) -> 
 
 
 class Logstore:
-    """Metadata calls against one logstore; each, retries included, ends within `budget_seconds`."""
+    """One logstore's shards: listed, opened for reading, and asked about; each metadata call, retries included,
+    ends within `budget_seconds`."""
 
-    def __init__(self, client: Any, project: str, logstore: str, budget_seconds: float = 60.0) -> None:
+    def __init__(self, client: Any, project: str, logstore: str,
+                 budget_seconds: float = METADATA_BUDGET_SECONDS) -> None:
         self.client = client
         self.project = project
         self.logstore = logstore
         self.budget_seconds = budget_seconds
 
-    def _call(self, what: str, method: str, *args: Any) -> Any:
-        deadline = Deadline.after(self.budget_seconds)
-
-        def out_of_time(state: RetryCallState) -> bool:
-            return deadline.remaining() <= state.upcoming_sleep
-
-        retrying = Retrying(retry=retry_if_exception(is_retriable_sls_error),
-                            wait=wait_exponential_jitter(multiplier=0.2, max=5.0), stop=out_of_time, reraise=True)
-        # The SDK's own retries of a hung request would take 10 x (its timeout + 1 s): bound every request.
-        client = DeadlineLogClient(self.client, deadline)
-        try:
-            return retrying(getattr(client, method), *args)
-        except BudgetExceededError as exc:
-            msg = f"SLS {what} for {self.project}/{self.logstore} got no answer within {self.budget_seconds:g}s: {exc}"
-            raise SourceError(msg) from exc
-        except LogException as exc:
-            msg = (f"SLS {exc.get_error_code()} on {what} for {self.project}/{self.logstore}: "
-                   f"{exc.get_error_message()}")
-            doing = f"on {what} for {self.project}/{self.logstore}"
-            raise name_resolution_error(exc, doing) or SourceError(msg) from exc
-
-    def shards(self) -> list[ShardInfo]:
+    def list_parts(self) -> list[ShardInfo]:
         """Every shard, readonly parents included, in id order."""
         resp = self._call("ListShards", "list_shards", self.project, self.logstore)
         infos = [ShardInfo(int(s["shardID"]), str(s.get("status", "readwrite"))) for s in resp.get_shards_info()]
         return sorted(infos, key=lambda s: s.shard)
+
+    def build_part(self, shard: int, resume: str, end: str, config: SourceConfig, retrying: Retrying,
+                   on_gap: Callable[[Gap], None], deadline: Deadline) -> ShardRangeSource:
+        """A reader of `shard` from `resume` (a checkpoint's cursor, or the range's begin) to `end`.
+
+        Its pages end by `deadline`; `self.client` should be one whose requests do too (`DeadlineLogClient`).
+        """
+        return ShardRangeSource(self.client, self.project, self.logstore, shard, resume, end, config, retrying,
+                                on_gap, deadline)
+
+    def _call(self, what: str, method: str, *args: Any) -> Any:
+        deadline = Deadline.after(self.budget_seconds)
+        # The SDK's own retries of a hung request would take 10 x (its timeout + 1 s): bound every request.
+        client = DeadlineLogClient(self.client, deadline)
+        try:
+            return sls_retrying(deadline)(getattr(client, method), *args)
+        except BudgetExceededError as exc:
+            msg = f"SLS {what} for {self.project}/{self.logstore} got no answer within {self.budget_seconds:g}s: {exc}"
+            raise SourceError(msg) from exc
+        except LogException as exc:
+            doing = f"on {what} for {self.project}/{self.logstore}"
+            raise sls_error(doing, exc, SourceError) from exc
 
     def cursor(self, shard: int, at: str | int) -> str:
         """GetCursor: `at` is "begin", "end" or unix seconds (the first log group received at or after it)."""

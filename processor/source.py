@@ -12,11 +12,12 @@ from typing import Any, Protocol
 from aliyun.log import LogException
 from tenacity import Retrying
 
+from common.deadline import Deadline
+from common.errors import BudgetExceededError, CursorExpiredError, SourceError
+from common.sls_errors import sls_error
 from processor.config import SourceConfig
-from processor.deadline import Deadline
-from processor.errors import BudgetExceededError, CursorExpiredError, SourceError
 from processor.event import cursor_position
-from processor.retry import PullTooLargeError, name_resolution_error
+from processor.retry import PullTooLargeError
 
 log = logging.getLogger(__name__)
 
@@ -86,21 +87,11 @@ FIRST_PULL_COUNT = 4
 # pull overlaps producing the current page.
 PREFETCH_PAGES = 1
 
-# Errors retrying cannot fix: wrong credentials, a project/logstore/shard that is not there, a bad request.
-_FATAL_HINTS = {
-    "Unauthorized": "check the access key, secret and STS token (FC: the function's role)",
-    "InvalidAccessKeyId": "check the access key id",
-    "SignatureNotMatch": "the access key secret is wrong",
-    "ProjectNotExist": "check source.projectName and source.endpoint (region)",
-    "LogStoreNotExist": "check source.logstoreName",
-    "ShardNotExist": "check source.shardId against list_shards",
-    "ParameterInvalid": "a request parameter was rejected",
-    "ProjectForbidden": "the project is disabled or the role lacks log:PullLogs",
-}
-
 
 class ShardRangeSource:
-    """Reads [begin, end) of one shard, starting at `start` (a checkpoint inside the range, or `begin`).
+    """Reads [begin, end) of one shard, starting at `start` (a checkpoint inside the range, or `begin`): one part
+    of the logstore, as `shards.Logstore.build_part` opens it. Each `Batch`'s `next_cursor` is where a reader
+    built again resumes.
 
     SLS errors are handled by kind: transient ones (5xx, throttling, dropped connections) are retried by the
     `retrying` policy; auth, not-found and parameter errors raise `SourceError` at once; an expired cursor
@@ -182,14 +173,7 @@ class ShardRangeSource:
             cursor = moved
 
     def _error(self, exc: LogException) -> SourceError:
-        doing = f"reading {self.project}/{self.logstore} shard {self.shard}"
-        if (unresolved := name_resolution_error(exc, doing)) is not None:
-            return unresolved
-        code = exc.get_error_code()
-        hint = _FATAL_HINTS.get(code, "not retriable")
-        msg = (f"SLS {code} (HTTP {exc.resp_status}) reading {self.project}/{self.logstore} shard {self.shard}: "
-               f"{exc.get_error_message()} - {hint}")
-        return SourceError(msg)
+        return sls_error(f"reading {self.project}/{self.logstore} shard {self.shard}", exc, SourceError)
 
     def _recover_invalid_cursor(self, cursor: str, exc: LogException) -> str | None:
         """Apply the invalid-cursor policy; returns where to continue, or None to end the range here."""

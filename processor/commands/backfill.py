@@ -13,6 +13,7 @@ import orjson
 
 from checkpoints.base import CheckpointKey
 from checkpoints.sls_consumer_group import SlsConsumerGroupStore
+from common.errors import ConfigError
 from processor.backfill import (
     BackfillJob,
     JobManifests,
@@ -40,7 +41,6 @@ from processor.commands.common import (
     settings_without_kafka,
 )
 from processor.config import Settings
-from processor.errors import ConfigError
 from processor.shards import ShardInfo, select_shards
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     logstore = access.logstore_api()
 
     def planned() -> list[ShardRange]:
-        shards = select_shards(logstore.shards(), args.shards)
+        shards = select_shards(logstore.list_parts(), args.shards)
         if start.kind == "cursor" or stop.kind == "cursor":
             _require_one_shard(shards, args.shards)
         return plan(logstore, shards, start, stop)

@@ -19,12 +19,12 @@ from typing import Any
 
 from aliyun.log import LogClient
 
+from common.errors import ConfigError, EventError
 from processor.config import Settings, json_object
 from processor.credentials import Credentials, resolve_credentials
 from processor.endpoint import check_endpoint
-from processor.errors import ConfigError, EventError
 from processor.event import cursor_position
-from processor.poller import StopFlag
+from processor.invocation_retry import StopFlag
 from processor.settings import BY_NAME
 from processor.shards import Logstore, Position
 

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     runner = args.scope == TRIGGER_SCOPE
     store = trigger_progress_store(runtime, client) if runner else runtime.checkpoint_reader(client)
     rows = []
-    for shard in select_shards(logstore.shards(), args.shards):
+    for shard in select_shards(logstore.list_parts(), args.shards):
         saved = store.load(CheckpointKey(access.project, access.logstore, shard.shard, args.scope))
         rows.append(shard_lag(logstore, shard, None if saved is None else saved.cursor))
     if args.json:

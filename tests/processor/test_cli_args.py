@@ -10,12 +10,12 @@ import argparse
 import time
 
 import pytest
-from commands_support import stack_fixture  # noqa: F401  (the `stack` fixture)
 
+from common.errors import ConfigError
 from processor.cli import main
 from processor.commands.common import check_order, int_in_range, parse_position, parse_shards
-from processor.errors import ConfigError
 from processor.shards import cursor_from_position
+from tests.processor.commands_support import stack_fixture  # noqa: F401  (the `stack` fixture)
 
 NO_KAFKA = "127.0.0.1:9"
 
@@ -221,7 +221,8 @@ def test_missing_logstore_rejected(cli, monkeypatch):
 def test_unknown_project_rejected_with_sls_error(cli):
     code, err = cli("lag", "--project", "no-such-project")
     assert code == 2
-    assert "sls-kafka lag: error: SLS ProjectNotExist on ListShards for no-such-project/driving" in err
+    assert "sls-kafka lag: error: SLS ProjectNotExist (HTTP 404) on ListShards for no-such-project/driving" in err
+    assert "check the project name and the endpoint (region)" in err
 
 
 def test_invoke_unreadable_event_file_rejected(cli, tmp_path):

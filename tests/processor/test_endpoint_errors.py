@@ -17,10 +17,10 @@ import pytest
 import requests
 from aliyun.log import LogClient, LogException
 
+from common.errors import ConfigError, SourceError
 from devstack import stack
 from devstack.cli import access_lines
 from processor.endpoint import check_endpoint
-from processor.errors import ConfigError, SourceError
 from processor.retry import is_retriable_sls_error
 from processor.shards import Logstore
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
@@ -104,7 +104,7 @@ def test_sdk_name_resolution_failure_is_a_source_error_naming_the_host(monkeypat
     client = LogClient("cn-hangzhou.log.emulator", SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET)
     started = time.monotonic()
     with pytest.raises(SourceError) as info:
-        Logstore(client, "demo", "driving").shards()
+        Logstore(client, "demo", "driving").list_parts()
     # The SDK's own 10 tries are 1 s apart; before, our policy retried them for 60 s more.
     assert time.monotonic() - started < 3
     assert "'demo.cn-hangzhou.log.emulator'" in str(info.value)

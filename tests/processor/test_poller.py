@@ -8,17 +8,18 @@ import time
 from collections import Counter
 
 import pytest
-from commands_support import checkpoint_files, make_stack, stack_fixture, wait_for  # noqa: F401  (`stack`)
 
 from checkpoints.base import CheckpointKey
 from checkpoints.file import FileCheckpointStore
+from common.errors import ConfigError
 from processor.credentials import Credentials
-from processor.errors import ConfigError
-from processor.event import TriggerEvent
 from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES
-from processor.poller import STARTED_SCOPE, TRIGGER_SCOPE, TriggerConfig, TriggerRunner, invocation_retrying
+from processor.event import TriggerEvent
+from processor.invocation_retry import invocation_retrying
+from processor.poller import STARTED_SCOPE, TRIGGER_SCOPE, TriggerConfig, TriggerRunner
 from processor.runtime import Runtime
 from processor.shards import BEGIN, Position
+from tests.processor.commands_support import checkpoint_files, make_stack, stack_fixture, wait_for  # noqa: F401  (`stack`)
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
 
 CREDS = Credentials(SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET)
