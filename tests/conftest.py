@@ -6,13 +6,17 @@ import os
 import re
 import shutil
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
-from kafka_helpers import ExternalKafka, KafkaUnderTest
 
 from devstack.kafka import KafkaBroker, KafkaBrokerError, KafkaJarsError, create_topics, free_port
 from devstack.kafka import wait_for_broker as wait_for_kafka
+from processor import handler
+from processor.runtime import Runtime
+from tests.kafka_helpers import ExternalKafka, KafkaUnderTest
 
 EXTERNAL_KAFKA_ENV = "SLS_KAFKA_TEST_BOOTSTRAP"
 
@@ -75,6 +79,57 @@ def topic_factory(kafka: KafkaUnderTest, request: pytest.FixtureRequest) -> Topi
         return name
 
     return make
+
+
+# --------------------------------------------------------------------------------------- the FC function
+
+
+class FunctionEnv:
+    """The FC function's environment in one test: the variables FC would set, and the handler's module-level
+    runtime (`processor.handler._runtime`) closed and dropped whenever they change, so that the next invocation
+    initializes from them, and at the end of the test, so that no producer outlives it."""
+
+    # A closing runtime flushes its producers; after a broker fault there may be nothing left to wait for.
+    CLOSE_SECONDS = 2.0
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+
+    def set(self, env: Mapping[str, str]) -> None:
+        for name, value in env.items():
+            self.monkeypatch.setenv(name, value)
+        self.reset()
+
+    def reset(self) -> None:
+        if handler._runtime is not None:
+            handler._runtime.close(self.CLOSE_SECONDS)
+        self.monkeypatch.setattr(handler, "_runtime", None)
+
+
+@pytest.fixture(autouse=True)
+def _close_runtimes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every `Runtime` a test made (a runner's, an invoker's, the handler's): a producer left open keeps
+    reconnecting to a broker the session has stopped, filling the end of the log with 'Connection refused'."""
+    made: weakref.WeakSet[Runtime] = weakref.WeakSet()
+    init = Runtime.__init__
+
+    def tracked(self: Runtime, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.add(self)
+
+    monkeypatch.setattr(Runtime, "__init__", tracked)
+    yield
+    for runtime in list(made):
+        runtime.close(FunctionEnv.CLOSE_SECONDS)
+
+
+@pytest.fixture
+def function_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[FunctionEnv]:
+    """Configure the FC function by environment: ``function_env.set({...})``; see `FunctionEnv`."""
+    env = FunctionEnv(monkeypatch)
+    env.reset()
+    yield env
+    env.reset()
 
 
 # ----------------------------------------------------------------------------------------- SLS emulator

@@ -17,8 +17,8 @@ from confluent_kafka.admin import OffsetSpec
 
 from checkpoints.base import Checkpoint, CheckpointKey
 from checkpoints.kafka_txn import KafkaCheckpointStore
-from processor.deadline import Deadline
-from processor.errors import CheckpointError
+from common.deadline import Deadline
+from common.errors import CheckpointError
 
 TOPIC = "ckpt"
 KEY = CheckpointKey("proj", "driving", 3, "")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
-from kafka_helpers import KafkaUnderTest, read_all
 
 from devstack.kafka import KafkaBroker, KafkaBrokerError, create_topics, free_port
+from tests.kafka_helpers import KafkaUnderTest, read_all
 
 pytestmark = pytest.mark.slow  # each test starts brokers of its own
 

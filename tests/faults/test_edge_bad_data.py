@@ -15,22 +15,18 @@ import base64
 import orjson
 import pytest
 from aliyun.log.proto import LogGroupRaw
-from kafka_helpers import read_all
-from pipeline_support import fc312_context, json_contents, put_groups, shard_events
 
+from common.errors import ConfigError, DeadLetterToleranceError
 from processor import handler as fc
-from processor.errors import ConfigError, DeadLetterToleranceError
 from processor.event import cursor_position
 from tests.faults.test_fault_matrix import MODES, Setup, one_shard
+from tests.kafka_helpers import read_all
+from tests.pipeline_support import fc312_context, json_contents, put_groups, shard_events
 
 
 @pytest.fixture(params=MODES)
-def setup(request, kafka, topic_factory, tmp_path, monkeypatch):
-    s = Setup(request.param, kafka, topic_factory, tmp_path, monkeypatch)
-    yield s
-    if fc._runtime is not None:
-        fc._runtime.close(2)
-    monkeypatch.setattr(fc, "_runtime", None)
+def setup(request, kafka, topic_factory, tmp_path, function_env):
+    return Setup(request.param, kafka, topic_factory, tmp_path, function_env)
 
 
 def put_raw(client, project: str, logstore: str, logs: list[dict[str, bytes]]) -> None:

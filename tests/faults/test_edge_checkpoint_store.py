@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from kafka_helpers import read_all
-from pipeline_support import fc312_context, shard_events
 
+from common.errors import CheckpointError
 from processor import handler as fc
-from processor.errors import CheckpointError
 from tests.faults.test_fault_matrix import Setup, invoke_until_done, one_shard
+from tests.kafka_helpers import read_all
+from tests.pipeline_support import fc312_context, shard_events
 
 
 @pytest.fixture
-def setup(kafka, topic_factory, tmp_path, monkeypatch):
-    s = Setup("at-least-once", kafka, topic_factory, tmp_path, monkeypatch)
+def setup(kafka, topic_factory, tmp_path, function_env):
+    s = Setup("at-least-once", kafka, topic_factory, tmp_path, function_env)
     s.configure(CHECKPOINT_STORE="sls", SLS_PULL_COUNT="5")
-    yield s
-    if fc._runtime is not None:
-        fc._runtime.close(2)
-    monkeypatch.setattr(fc, "_runtime", None)
+    return s
 
 
 def checkpoint(sls_client, project: str, logstore: str, group: str = "sls-kafka-processor") -> str | None:

@@ -15,38 +15,35 @@ from collections import Counter
 
 import orjson
 import pytest
-from kafka_helpers import read_all
-from pipeline_support import driving_record, fc312_context, shard_events
 
+from common.errors import ProcessorError
 from processor import handler as fc
-from processor.errors import ProcessorError
 from processor.event import cursor_position
 from processor.shards import cursor_from_position
 from tests.faults.test_fault_matrix import MODES, Setup, one_shard
+from tests.kafka_helpers import read_all
+from tests.pipeline_support import driving_record, fc312_context, shard_events
 
 FC_TIMEOUT = 10.0
 GROUP_RECORDS = 50
 
 
-def _setup(mode: str, kafka, topic_factory, tmp_path, monkeypatch):
-    s = Setup(mode, kafka, topic_factory, tmp_path, monkeypatch)
+def _setup(mode: str, kafka, topic_factory, tmp_path, function_env) -> Setup:
+    s = Setup(mode, kafka, topic_factory, tmp_path, function_env)
     # One transaction per page (4 then 5 groups of 50 records), so committed progress is every page delivered.
     s.configure(INVOCATION_TIMEOUT_SECONDS=str(FC_TIMEOUT), TIME_BUDGET_MARGIN_SECONDS="1",
                 KAFKA_TRANSACTION_MAX_RECORDS="200")
-    yield s
-    if fc._runtime is not None:
-        fc._runtime.close(2)
-    monkeypatch.setattr(fc, "_runtime", None)
+    return s
 
 
 @pytest.fixture(params=MODES)
-def setup(request, kafka, topic_factory, tmp_path, monkeypatch):
-    yield from _setup(request.param, kafka, topic_factory, tmp_path, monkeypatch)
+def setup(request, kafka, topic_factory, tmp_path, function_env):
+    return _setup(request.param, kafka, topic_factory, tmp_path, function_env)
 
 
 @pytest.fixture
-def exactly_once(kafka, topic_factory, tmp_path, monkeypatch):
-    yield from _setup("exactly-once", kafka, topic_factory, tmp_path, monkeypatch)
+def exactly_once(kafka, topic_factory, tmp_path, function_env):
+    return _setup("exactly-once", kafka, topic_factory, tmp_path, function_env)
 
 
 def projected(records: list[dict]) -> Counter[bytes]:

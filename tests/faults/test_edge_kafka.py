@@ -13,25 +13,21 @@ import time
 import orjson
 import pytest
 from confluent_kafka.admin import AdminClient
-from kafka_helpers import read_all
-from pipeline_support import chunks, fc312_context, json_contents, put_groups, shard_events
 
+from common.errors import ConfigError, ProcessorError
 from devstack.kafka import create_topics, free_port
 from processor import handler as fc
-from processor.errors import ConfigError, ProcessorError
 from tests.faults.test_fault_matrix import MODES, Setup, one_shard
+from tests.kafka_helpers import read_all
+from tests.pipeline_support import chunks, fc312_context, json_contents, put_groups, shard_events
 
 # The "cannot reach Kafka" line is repeated at most this often while it lasts.
 REPORT_SECONDS = 10
 
 
 @pytest.fixture(params=MODES)
-def setup(request, kafka, topic_factory, tmp_path, monkeypatch):
-    s = Setup(request.param, kafka, topic_factory, tmp_path, monkeypatch)
-    yield s
-    if fc._runtime is not None:
-        fc._runtime.close(2)
-    monkeypatch.setattr(fc, "_runtime", None)
+def setup(request, kafka, topic_factory, tmp_path, function_env):
+    return Setup(request.param, kafka, topic_factory, tmp_path, function_env)
 
 
 def test_item3_unreachable_broker_fails_within_seconds_naming_it(setup, sls_client, sls_project, sls_proxy_env,

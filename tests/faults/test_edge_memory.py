@@ -15,9 +15,9 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
-from kafka_helpers import read_all
-from pipeline_support import put_groups, shard_events
 
+from tests.kafka_helpers import read_all
+from tests.pipeline_support import put_groups, shard_events
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,10 +12,10 @@ from collections import Counter
 
 import orjson
 import pytest
-from kafka_helpers import read_all
 
 from processor.event import cursor_position
 from processor.shards import cursor_from_position
+from tests.kafka_helpers import read_all
 from tests.processor.commands_support import Stack, make_stack
 
 GROUPS_PER_WRITE = 10  # each write: 1,000 records in 10 log groups of 100

@@ -13,17 +13,17 @@ from typing import Any
 
 import orjson
 import pytest
-from pipeline_support import fc312_context, shard_events
 
 from checkpoints.base import CheckpointKey
+from common.errors import ProcessorError
 from processor import handler as fc
 from processor.credentials import Credentials
-from processor.errors import ProcessorError
 from processor.event import TriggerEvent, cursor_position
 from processor.projection import Projector
 from processor.runtime import Runtime
 from processor.shards import cursor_from_position
 from tests.faults.test_fault_matrix import MODES, Setup, invoke_until_done, one_shard
+from tests.pipeline_support import fc312_context, shard_events
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
 
 GROUPS = 40
@@ -31,12 +31,8 @@ PER_GROUP = 50
 
 
 @pytest.fixture(params=MODES)
-def setup(request, kafka, topic_factory, tmp_path, monkeypatch):
-    s = Setup(request.param, kafka, topic_factory, tmp_path, monkeypatch)
-    yield s
-    if fc._runtime is not None:
-        fc._runtime.close(2)
-    monkeypatch.setattr(fc, "_runtime", None)
+def setup(request, kafka, topic_factory, tmp_path, function_env):
+    return Setup(request.param, kafka, topic_factory, tmp_path, function_env)
 
 
 def sub_ranges(event: bytes, *cuts: int) -> list[bytes]:
@@ -113,10 +109,10 @@ class SlowProjector(Projector):
 
 @pytest.mark.parametrize("store", ["sls", "file"])
 def test_row13_slow_instance_never_moves_a_shared_checkpoint_back(store, kafka, topic_factory, tmp_path,
-                                                                  monkeypatch, sls_client, sls_project,
-                                                                  sls_proxy_env):
+                                                                  monkeypatch, function_env, sls_client,
+                                                                  sls_project, sls_proxy_env):
     """A is slow on one instance; B on another catches up past it; A's later saves must not pull it back."""
-    setup = Setup("at-least-once", kafka, topic_factory, tmp_path, monkeypatch)
+    setup = Setup("at-least-once", kafka, topic_factory, tmp_path, function_env)
     setup.configure(CHECKPOINT_STORE=store, SLS_PULL_COUNT="1")
     event = written(setup, sls_client, sls_project, sls_proxy_env, groups=60)
     range_a, range_b, range_c = (TriggerEvent.from_json(e) for e in sub_ranges(event, 20, 40))

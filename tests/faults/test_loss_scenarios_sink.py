@@ -14,23 +14,19 @@ from collections import Counter
 
 import orjson
 import pytest
-from kafka_helpers import read_all
-from pipeline_support import chunks, fc312_context, json_contents, put_groups, shard_events
 
+from common.errors import FatalSinkError
 from processor import handler as fc
-from processor.errors import FatalSinkError
 from tests.faults.test_fault_matrix import Setup, one_shard
+from tests.kafka_helpers import read_all
+from tests.pipeline_support import chunks, fc312_context, json_contents, put_groups, shard_events
 
 HUGE_CAR = 777_777
 
 
 @pytest.fixture
-def setup(kafka, topic_factory, tmp_path, monkeypatch):
-    s = Setup("at-least-once", kafka, topic_factory, tmp_path, monkeypatch)
-    yield s
-    if fc._runtime is not None:
-        fc._runtime.close(2)
-    monkeypatch.setattr(fc, "_runtime", None)
+def setup(kafka, topic_factory, tmp_path, function_env):
+    return Setup("at-least-once", kafka, topic_factory, tmp_path, function_env)
 
 
 def limited_topic(setup: Setup, topic_factory, limit: int, mode: str, **env: str) -> None:

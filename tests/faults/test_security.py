@@ -23,16 +23,16 @@ from urllib.parse import quote
 import orjson
 import pytest
 from aliyun.log import LogClient
-from kafka_helpers import read_all
-from pipeline_support import chunks, fc310_context, fc312_context, json_contents, put_groups, shard_events
 
+from common.errors import FatalSinkError, SourceError
 from devstack.kafka import KafkaBroker, KafkaBrokerError, KafkaJarsError, create_topics, free_port
 from devstack.sls_emulator import EmulatorServer
 from processor import handler as fc
 from processor.config import Settings
 from processor.credentials import Credentials, resolve_credentials
-from processor.errors import FatalSinkError, SourceError
 from processor.runtime import Runtime
+from tests.kafka_helpers import read_all
+from tests.pipeline_support import chunks, fc310_context, fc312_context, json_contents, put_groups, shard_events
 
 SASL_USER = "sls-writer"
 # The broker helper accepts letters, digits and ._@- in SASL passwords.
@@ -75,7 +75,7 @@ def failed_authentications(broker: KafkaBroker) -> int:
 
 
 @pytest.fixture
-def sasl_function(sasl_kafka, tmp_path, monkeypatch) -> Iterator[Callable[..., tuple[str, str]]]:
+def sasl_function(sasl_kafka, tmp_path, function_env) -> Callable[..., tuple[str, str]]:
     """Configure the function for the SASL listener: ``configure(mode, password) -> (topic, checkpoint topic)``."""
 
     def configure(mode: str, password: str = SASL_PASSWORD, **extra: str) -> tuple[str, str]:
@@ -91,18 +91,10 @@ def sasl_function(sasl_kafka, tmp_path, monkeypatch) -> Iterator[Callable[..., t
                "DELIVERY_MODE": mode, "KAFKA_CHECKPOINT_TOPIC": ckpt, "KAFKA_TRANSACTION_TIMEOUT_MS": "10000",
                "CHECKPOINT_DIR": str(tmp_path / "ckpt"), "INVOCATION_TIMEOUT_SECONDS": str(FUNCTION_TIMEOUT_SECONDS),
                "TIME_BUDGET_MARGIN_SECONDS": "2", **extra}
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-        if fc._runtime is not None:
-            fc._runtime.close(5)
-        monkeypatch.setattr(fc, "_runtime", None)
+        function_env.set(env)
         return topic, ckpt
 
-    monkeypatch.setattr(fc, "_runtime", None)
-    yield configure
-    if fc._runtime is not None:
-        fc._runtime.close(5)
-    monkeypatch.setattr(fc, "_runtime", None)
+    return configure
 
 
 @pytest.fixture

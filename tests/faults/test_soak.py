@@ -29,17 +29,17 @@ from typing import Any
 import orjson
 import pytest
 from aliyun.log import LogClient, LogItem, PutLogsRequest
-from kafka_helpers import KafkaUnderTest, read_all
-from pipeline_support import fc312_context
 
 from checkpoints.base import CheckpointKey
 from checkpoints.file import FileCheckpointStore
+from common.errors import ProcessorError
 from devstack.kafka import KafkaBroker
 from devstack.sls_emulator import FaultInjector
 from devstack.sls_emulator.faults import Fault
 from processor import handler as fc
-from processor.errors import ProcessorError
 from processor.event import TriggerEvent
+from tests.kafka_helpers import KafkaUnderTest, read_all
+from tests.pipeline_support import fc312_context
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
 
 pytestmark = pytest.mark.slow  # the soak
@@ -336,7 +336,7 @@ def run_soak(plan: SoakPlan, kafka: KafkaUnderTest, client: LogClient, endpoint:
 
 
 @pytest.fixture
-def soak_function(kafka, topic_factory, tmp_path, monkeypatch):
+def soak_function(kafka, topic_factory, tmp_path, function_env):
     """Configure the function (environment) for `plan`; returns (data topic, dlq, checkpoint topic, checkpoint dir)."""
 
     def configure(plan: SoakPlan) -> tuple[str, str, str, Path]:
@@ -350,15 +350,10 @@ def soak_function(kafka, topic_factory, tmp_path, monkeypatch):
                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": SLS_ACCESS_KEY_SECRET,
                "INVOCATION_TIMEOUT_SECONDS": str(plan.function_timeout_seconds),
                "TIME_BUDGET_MARGIN_SECONDS": "1"}
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
+        function_env.set(env)
         return topic, dlq, ckpt, tmp_path / "ckpt"
 
-    monkeypatch.setattr(fc, "_runtime", None)
-    yield configure
-    if fc._runtime is not None:
-        fc._runtime.close(5)
-    monkeypatch.setattr(fc, "_runtime", None)
+    return configure
 
 
 def compare(expected: Counter[bytes], got: Counter[bytes]) -> tuple[int, int, int]:

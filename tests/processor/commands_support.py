@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 import pytest
 from aliyun.log import LogClient
-from kafka_helpers import read_all
-from pipeline_support import chunks, driving_record, json_contents, put_groups
 
+from tests.kafka_helpers import read_all
+from tests.pipeline_support import chunks, driving_record, json_contents, put_groups
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
 
 REPO = Path(__file__).resolve().parents[2]

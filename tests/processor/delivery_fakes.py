@@ -9,6 +9,7 @@ holds, what the summary says.
 
 from __future__ import annotations
 
+import base64
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,18 +23,23 @@ from confluent_kafka import KafkaError
 
 from checkpoints.base import Checkpoint, CheckpointKey, merge
 from checkpoints.kafka_txn import KafkaCheckpointStore
-from common.cursors import cursor_at, cursor_position
+from common.cursors import cursor_position
+from common.deadline import Deadline
+from common.errors import SinkError
 from processor.config import ProjectionConfig, SourceConfig, parse_fields
 from processor.dead_letter import Provenance
-from processor.deadline import Deadline
 from processor.delivery.loop import RangeLoop, RangeRun
-from processor.errors import SinkError
 from processor.event import TriggerEvent
 from processor.kafka.tracking import DeliveryTracker, Undeliverable
 from processor.projection import Projector
 from processor.retry import RetryStats, sls_retrying
 
 TOPIC, DLQ, CKPT_TOPIC = "cars", "cars-dlq", "cars-ckpt"
+
+
+def cursor_at(position: int) -> str:
+    """SLS's cursor of the log group at `position` (base64 of the decimal position), written out independently."""
+    return base64.b64encode(str(position).encode()).decode()
 
 
 def record(i: int) -> dict[str, Any]:

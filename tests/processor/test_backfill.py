@@ -9,10 +9,8 @@ from datetime import datetime, timezone
 
 import orjson
 import pytest
-from commands_support import checkpoint_files, stack_fixture, stop, wait_for  # noqa: F401  (the `stack` fixture)
-from kafka_helpers import read_all
-from pipeline_support import put_groups
 
+from common.errors import ConfigError
 from processor.backfill import (
     BackfillJob,
     JobManifest,
@@ -25,10 +23,12 @@ from processor.backfill import (
 )
 from processor.credentials import Credentials
 from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES
-from processor.errors import ConfigError
 from processor.event import cursor_position
 from processor.runtime import Runtime
 from processor.shards import Position, cursor_from_position
+from tests.kafka_helpers import read_all
+from tests.pipeline_support import put_groups
+from tests.processor.commands_support import checkpoint_files, stack_fixture, stop, wait_for  # noqa: F401  (the `stack` fixture)
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET, pull_range
 
 CREDS = Credentials(SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET)

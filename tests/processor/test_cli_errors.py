@@ -14,7 +14,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from commands_support import stack_fixture  # noqa: F401  (the `stack` fixture)
+
+from tests.processor.commands_support import stack_fixture  # noqa: F401  (the `stack` fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 CURSOR = "MTAw"  # base64 of the position 100

@@ -7,28 +7,23 @@ from collections import Counter
 
 import orjson
 import pytest
-from kafka_helpers import read_all
-from pipeline_support import chunks, driving_record, fc312_context, json_contents, put_groups, shard_events
 
 from processor import handler as fc
+from tests.kafka_helpers import read_all
+from tests.pipeline_support import chunks, driving_record, fc312_context, json_contents, put_groups, shard_events
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
 
 
 @pytest.fixture
-def eo_function(kafka, topic_factory, tmp_path, monkeypatch):
+def eo_function(kafka, topic_factory, function_env):
     topic, dlq, ckpt = topic_factory(partitions=3), topic_factory(), topic_factory(config={"cleanup.policy": "compact"})
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "KAFKA_TOPIC": topic, "KAFKA_DLQ_TOPIC": dlq,
            "DELIVERY_MODE": "exactly-once", "KAFKA_CHECKPOINT_TOPIC": ckpt,
            "KAFKA_TRANSACTION_TIMEOUT_MS": "10000", "KAFKA_TRANSACTION_MAX_RECORDS": "2000",
            "ALIBABA_CLOUD_ACCESS_KEY_ID": SLS_ACCESS_KEY_ID, "ALIBABA_CLOUD_ACCESS_KEY_SECRET": SLS_ACCESS_KEY_SECRET,
            "INVOCATION_TIMEOUT_SECONDS": "60", "TIME_BUDGET_MARGIN_SECONDS": "2"}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setattr(fc, "_runtime", None)
-    yield topic, dlq, ckpt
-    if fc._runtime is not None:
-        fc._runtime.close(5)
-    monkeypatch.setattr(fc, "_runtime", None)
+    function_env.set(env)
+    return topic, dlq, ckpt
 
 
 def test_exactly_once_four_shards_then_retry_sends_nothing(eo_function, sls_client, sls_project, sls_proxy_env,

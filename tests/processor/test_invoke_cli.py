@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 import orjson
-from commands_support import stack_fixture  # noqa: F401  (the `stack` fixture)
-from pipeline_support import shard_events
 
 from processor.event import cursor_position
+from tests.pipeline_support import shard_events
+from tests.processor.commands_support import stack_fixture  # noqa: F401  (the `stack` fixture)
 
 
 def test_invoke_event_file_prints_summary_and_delivers_the_range(stack, tmp_path):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import orjson
-from commands_support import stack_fixture  # noqa: F401  (the `stack` fixture)
+
+from tests.processor.commands_support import stack_fixture  # noqa: F401  (the `stack` fixture)
 
 
 def lag_rows(stack, *args):

@@ -13,10 +13,10 @@ import pytest
 from aliyun.log import LogException
 
 from checkpoints.base import Checkpoint
-from common.cursors import cursor_at, cursor_position
+from common.cursors import cursor_position
+from common.errors import BudgetExceededError, DeadLetterToleranceError, SinkError
 from processor.dead_letter import MAX_ORIGINAL_BYTES
 from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES, AtLeastOnce
-from processor.errors import BudgetExceededError, DeadLetterToleranceError, SinkError
 from processor.source import FIRST_PULL_COUNT, TARGET_PAGE_BYTES, page_count
 from tests.processor.delivery_fakes import (
     DLQ,
@@ -25,6 +25,7 @@ from tests.processor.delivery_fakes import (
     FakeShard,
     FakeSink,
     RecordingStore,
+    cursor_at,
     log_group,
     projected,
     range_loop,

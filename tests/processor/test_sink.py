@@ -1,13 +1,13 @@
 """KafkaSink against the real broker: confirmed deliveries, refusals handed back, errors raised."""
 
 import pytest
-from kafka_helpers import read_all
 
+from common.deadline import Deadline
+from common.errors import SinkError
 from processor.dead_letter import Provenance
-from processor.deadline import Deadline
-from processor.errors import SinkError
 from processor.kafka.producer import KafkaSink
 from processor.kafka.tracking import DeliveryTracker
+from tests.kafka_helpers import read_all
 
 WHERE = Provenance("proj", "store", 0, "MTIz", 4)
 

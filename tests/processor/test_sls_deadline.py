@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from pipeline_support import put_groups
 
+from common.deadline import Deadline
+from common.errors import BudgetExceededError, SourceError
 from processor.backfill import plan
-from processor.deadline import Deadline
-from processor.errors import BudgetExceededError, SourceError
 from processor.retry import DeadlineLogClient, PullTooLargeError
 from processor.shards import BEGIN, END, Logstore, ShardInfo
+from tests.pipeline_support import put_groups
 
 
 @pytest.fixture

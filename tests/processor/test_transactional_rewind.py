@@ -11,15 +11,15 @@ import orjson
 import pytest
 
 from checkpoints.base import Checkpoint
-from common.cursors import cursor_at
+from common.errors import FatalSinkError, SinkError
 from processor.delivery.transactional import MAX_ATTEMPTS, Transactional
-from processor.errors import FatalSinkError, SinkError
 from tests.processor.delivery_fakes import (
     CKPT_TOPIC,
     TOPIC,
     FakeShard,
     FakeTransactionalSink,
     TopicCheckpoints,
+    cursor_at,
     log_group,
     projected,
     range_loop,
