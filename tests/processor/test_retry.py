@@ -8,9 +8,9 @@ import pytest
 from aliyun.log import LogException
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
+from common import deadline as deadline_module
 from common.deadline import Deadline
 from common.errors import BudgetExceededError, CursorExpiredError
-from processor import deadline as deadline_module
 from processor.invocation_retry import invocation_retrying
 from processor.retry import SLS_BACKOFF, RetryStats, backoff, sls_retrying, stop_before_deadline
 
