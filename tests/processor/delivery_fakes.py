@@ -63,13 +63,14 @@ def log_group(first: int, n: int, poison: Sequence[int] = (), pad: int = 0) -> L
 
 
 class FakeShard:
-    """One SLS shard of log groups, pulled through the SDK's response class; faults are queued per call."""
+    """One SLS shard of log groups, pulled through the SDK's response class; `failures` are raised by the next
+    pulls, one each (None: that pull succeeds)."""
 
     def __init__(self, groups: Sequence[LogGroup], begin: int = 0) -> None:
         self.groups = list(groups)
         self.begin = begin  # groups before it have expired
         self.counts_asked: list[int] = []
-        self.failures: list[BaseException] = []
+        self.failures: list[BaseException | None] = []
 
     @property
     def records(self) -> int:
@@ -78,8 +79,9 @@ class FakeShard:
     def pull_logs(self, project_name: str, logstore_name: str, shard_id: int, cursor: str, count: int | None = None,
                   end_cursor: str | None = None, compress: bool | None = None,
                   accept_compress_type: str | None = None) -> PullLogResponse:
-        if self.failures:
-            raise self.failures.pop(0)
+        failure = self.failures.pop(0) if self.failures else None
+        if failure is not None:
+            raise failure
         pos = cursor_position(cursor)
         if pos < self.begin:
             raise LogException("InvalidCursor", "cursor is expired", resp_status=400)

@@ -14,7 +14,7 @@ from aliyun.log import LogException
 
 from checkpoints.base import Checkpoint
 from common.cursors import cursor_position
-from common.errors import BudgetExceededError, DeadLetterToleranceError, SinkError
+from common.errors import BudgetExceededError, DeadLetterToleranceError, SinkError, SourceError
 from processor.dead_letter import MAX_ORIGINAL_BYTES
 from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES, AtLeastOnce
 from processor.source import FIRST_PULL_COUNT, TARGET_PAGE_BYTES, page_count
@@ -170,7 +170,7 @@ def test_a_first_range_records_its_origin_before_reading():
     store = RecordingStore()
     loop = range_loop(shard, FakeSink(), begin=2)
 
-    with pytest.raises(Exception, match="Unauthorized"):
+    with pytest.raises(SourceError, match="Unauthorized"):
         loop.execute(AtLeastOnce(loop, store))
 
     assert store.held[KEY] == Checkpoint(cursor_at(2), cursor_at(2))
@@ -260,3 +260,18 @@ def test_a_stuck_pull_ends_at_the_deadline_with_the_confirmed_progress_saved():
     saved = store.held[KEY].cursor
     assert cursor_position(saved) <= 2
     assert records_before(shard, saved) <= set(sink.values(TOPIC))
+
+
+def test_an_error_of_the_prefetching_pull_surfaces_after_the_pages_pulled_before_it():
+    shard = shard_of(groups=6)
+    shard.failures += [None, None, LogException("Unauthorized", "denied", resp_status=401)]
+    sink = FakeSink()
+    store = RecordingStore()
+    loop = range_loop(shard, sink, pull_count=1)
+
+    with pytest.raises(SourceError, match="Unauthorized"):
+        loop.execute(AtLeastOnce(loop, store))
+
+    # Both pages pulled before the failure were produced (confirmed, or dropped unconfirmed with the failure).
+    assert len(sink.values(TOPIC)) + sink.abandoned == 20
+    assert records_before(shard, store.held[KEY].cursor) <= set(sink.values(TOPIC))
