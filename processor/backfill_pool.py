@@ -8,6 +8,8 @@ nothing either, since a checkpoint only moves after Kafka confirmed every record
 
 from __future__ import annotations
 
+import logging
+import logging.handlers
 import multiprocessing
 import queue
 import signal
@@ -96,10 +98,11 @@ def run_parallel(job: BackfillJob, settings: Settings, ranges: Sequence[ShardRan
     `on_progress` runs here, in the parent, for every report; `on_tick` at least every 0.2 s, reports or not.
     `stop` must come from `stop_flag()`.
     """
-    tasks, updates, out_lock = _MP.Queue(), _MP.Queue(), _MP.Lock()
+    tasks, updates, logs, out_lock = _MP.Queue(), _MP.Queue(), _MP.Queue(), _MP.Lock()
     for rng in ranges:
         tasks.put(rng)
-    workers = [_MP.Process(target=_worker, args=(job, settings, credentials, dry_run, stop, tasks, updates, out_lock),
+    workers = [_MP.Process(target=_worker,
+                           args=(job, settings, credentials, dry_run, stop, tasks, updates, logs, out_lock),
                            name=f"backfill-{i}", daemon=True) for i in range(workers_for(ranges, processes))]
     for _ in workers:
         tasks.put(None)
@@ -111,6 +114,7 @@ def run_parallel(job: BackfillJob, settings: Settings, ranges: Sequence[ShardRan
         w.start()
     try:
         while len(final) < len(ranges):
+            _relay(logs)
             on_tick()
             try:
                 is_final, progress = updates.get(timeout=0.2)
@@ -128,7 +132,19 @@ def run_parallel(job: BackfillJob, settings: Settings, ranges: Sequence[ShardRan
     finally:
         for w in workers:
             w.join()
+        _relay(logs)
     return [final[r.shard] for r in ranges]
+
+
+def _relay(logs: Any) -> None:
+    """Log here what the workers logged: the parent's handlers put it above a terminal's progress bars, where a
+    worker writing to the terminal itself would be overwritten by the next redraw."""
+    while True:
+        try:
+            record = logs.get_nowait()
+        except queue.Empty:
+            return
+        logging.getLogger(record.name).handle(record)
 
 
 def _mark_lost(ranges: Sequence[ShardRange], final: dict[int, ShardProgress], workers: list[Any]) -> None:
@@ -141,7 +157,11 @@ def _mark_lost(ranges: Sequence[ShardRange], final: dict[int, ShardProgress], wo
 
 
 def _worker(job: BackfillJob, settings: Settings, credentials: Credentials, dry_run: bool, stop: StopFlag,
-            tasks: Any, updates: Any, out_lock: Any) -> None:
+            tasks: Any, updates: Any, logs: Any, out_lock: Any) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(logging.handlers.QueueHandler(logs))
     received = []
 
     def on_term(signum: int, _frame: Any) -> None:

@@ -122,8 +122,7 @@ def run(args: argparse.Namespace) -> int:
                           lambda rs: shards_with_progress(job, settings, rs, access.credentials))
         done = manifests.load(job.project, job.logstore, job.job_id)
         if done is not None and done.completed_at is not None:
-            finished = [ShardProgress(r.shard, r.log_groups, len(job.events(r)), log_groups_done=r.log_groups,
-                                      complete=True) for r in ranges]
+            finished = [_already_done(job, r) for r in ranges]
             summary = {**_summary(job, args, 0, finished, 0.0), "already_complete": True,
                        "completed_at": _time_text(done.completed_at)}
             _report(out, summary, args.json)
@@ -136,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         # Lines per event would bury the progress lines; -v brings them back.
         for name in ("processor.runtime", "processor.delivery"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    view = progress_view(sys.stderr, args.progress_every)
+    view = progress_view(sys.stderr, args.progress_every,
+                         [ShardProgress(r.shard, r.log_groups, len(job.events(r))) for r in ranges])
     flag = stop_flag()
     started = time.monotonic()
     try:
@@ -162,6 +162,12 @@ def _report(out: TextIO, summary: dict[str, Any], as_json: bool) -> None:
     text = orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() if as_json else human_summary(summary)
     out.write(text + "\n")
     out.flush()
+
+
+def _already_done(job: BackfillJob, rng: ShardRange) -> ShardProgress:
+    events = len(job.events(rng))
+    return ShardProgress(rng.shard, rng.log_groups, events, log_groups_done=rng.log_groups, events_done=events,
+                         events_skipped=events, complete=True)
 
 
 def _finish_job(manifests: JobManifests, job: BackfillJob, settings: Settings, access: LogstoreAccess) -> None:
@@ -242,6 +248,8 @@ def _time_text(unix: float) -> str:
 
 
 class ProgressView(Protocol):
+    def show(self, progress: ShardProgress) -> None: ...
+
     def update(self, progress: ShardProgress) -> None: ...
 
     def tick(self) -> None: ...
@@ -249,14 +257,23 @@ class ProgressView(Protocol):
     def close(self) -> None: ...
 
 
-def progress_view(stream: TextIO, every: float) -> ProgressView:
-    """Bars on a terminal when `rich` is installed (the `cli` extra), log lines every `every` seconds otherwise."""
+def progress_view(stream: TextIO, every: float, shards: list[ShardProgress]) -> ProgressView:
+    """Bars on a terminal when `rich` is installed (the `cli` extra), log lines every `every` seconds otherwise.
+
+    Every shard of `shards` is shown from the start, in order, those waiting for a worker process included.
+    """
+    view: ProgressView
     if stream.isatty():
         try:
-            return RichProgressView(stream)
+            view = RichProgressView(stream)
         except ModuleNotFoundError:
             log.info("progress bars need rich: pip install 'sls-kafka-processor[cli]'; logging progress instead")
-    return LogProgressView(every)
+            view = LogProgressView(every)
+    else:
+        view = LogProgressView(every)
+    for progress in sorted(shards, key=lambda p: p.shard):
+        view.show(progress)
+    return view
 
 
 class LogProgressView:
@@ -267,8 +284,11 @@ class LogProgressView:
         self.shards: dict[int, ShardProgress] = {}
         self._last: float | None = None
 
-    def update(self, progress: ShardProgress) -> None:
+    def show(self, progress: ShardProgress) -> None:
         self.shards[progress.shard] = progress
+
+    def update(self, progress: ShardProgress) -> None:
+        self.show(progress)
         self.tick()
 
     def tick(self) -> None:
@@ -300,18 +320,19 @@ class RichProgressView:
         self._handlers: list[tuple[logging.StreamHandler[Any], Any]] = []
         self._drawn = 0.0
 
-    def update(self, progress: ShardProgress) -> None:
-        if not self.progress.live.is_started:
-            self._start()
+    def show(self, progress: ShardProgress) -> None:
         fields = {"completed": progress.log_groups_done, "total": progress.log_groups_total or 1,
                   "detail": _detail(progress)}
         task = self.tasks.get(progress.shard)
         if task is None:
             self.tasks[progress.shard] = self.progress.add_task("", shard=progress.shard, **fields)
-            # A new shard's first line is drawn now, so each shard shows however briefly its run.
-            self._redraw()
         else:
             self.progress.update(task, **fields)
+
+    def update(self, progress: ShardProgress) -> None:
+        if not self.progress.live.is_started:
+            self._start()
+        self.show(progress)
         self.tick()
 
     def tick(self) -> None:

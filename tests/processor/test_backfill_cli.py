@@ -6,6 +6,7 @@ Each test runs the real command (a subprocess, worker processes included) agains
 from __future__ import annotations
 
 import fcntl
+import io
 import itertools
 import os
 import pty
@@ -24,6 +25,9 @@ import orjson
 from commands_support import REPO, checkpoint_files, stack_fixture, stop, wait_for  # noqa: F401  (`stack`)
 from kafka_helpers import read_all
 from pipeline_support import json_contents, put_groups
+
+from processor.backfill import ShardProgress
+from processor.commands.backfill import LogProgressView, progress_view
 
 PROGRESS = re.compile(r"^(\S+ \S+) INFO processor\.commands\.backfill: shard (\d+) \[[#-]+\]\s+([\d.]+)%", re.M)
 
@@ -154,13 +158,32 @@ def screen(raw: str) -> list[str]:
     return [r.rstrip() for r in rows if r.strip()]
 
 
-def test_terminal_progress_shows_every_shard_and_keeps_the_sigint_warning(stack):
-    stack.extra["SLS_PULL_COUNT"] = "5"
-    stack.write(50_000)
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_without_rich_a_terminal_gets_log_lines_for_every_shard(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "rich.progress", None)
+    view = progress_view(Terminal(), 10, [ShardProgress(1, 50, 1), ShardProgress(0, 100, 1)])
+    assert isinstance(view, LogProgressView)
+    with caplog.at_level("INFO", logger="processor.commands.backfill"):
+        view.update(ShardProgress(1, 50, 1, log_groups_done=20, records_read=100, seconds=1.0))
+    assert [r.getMessage().split("[")[0] for r in caplog.records][-2:] == ["shard 0 ", "shard 1 "]
+    assert "40.0%" in caplog.records[-1].getMessage()
+
+
+def test_terminal_progress_shows_every_shard_and_keeps_what_is_logged_meanwhile(stack):
+    """The SIGINT warning (the parent's) and dead letters (the workers') stay on the screen above the bars."""
+    stack.extra["SLS_PULL_COUNT"] = "1"  # slow enough to be stopped mid-way
+    poison = [{"content": "not json"}]
+    for _ in range(5):
+        stack.write(10_000)
+        put_groups(stack.client, stack.project, stack.logstore, [poison, poison])
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "processor", "backfill", "--groups-per-event", "20"],
-                            env={**stack.env, "TERM": "xterm", "COLUMNS": "200"}, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "processor", "backfill", "--groups-per-event", "20", "--dry-run"],
+                            env={**stack.env, "TERM": "xterm", "COLUMNS": "200"}, stdout=subprocess.DEVNULL,
                             stderr=follower, text=True, cwd=REPO, start_new_session=True)
     os.close(follower)
     raw = bytearray()
@@ -177,7 +200,7 @@ def test_terminal_progress_shows_every_shard_and_keeps_the_sigint_warning(stack)
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
-    wait_for(lambda: b"shard 1" in raw and b"shard 0" in raw, 60, "both shards' progress on the terminal")
+    wait_for(lambda: raw.count(b"would be dead-lettered") >= 2, 60, "the first dead letters on the terminal")
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
     reader.join(timeout=10)
@@ -185,5 +208,6 @@ def test_terminal_progress_shows_every_shard_and_keeps_the_sigint_warning(stack)
     shown = screen(raw.decode(errors="replace"))
     assert proc.returncode == 3, "\n".join(shown)
     assert any("SIGINT received" in row for row in shown), "\n".join(shown)
+    assert sum("would be dead-lettered" in row for row in shown) >= 2, "\n".join(shown)
     bars = [row for row in shown if re.match(r"\s*shard \d ", row)]
     assert sorted(row.split()[1] for row in bars) == ["0", "1"], "\n".join(shown)
