@@ -310,7 +310,7 @@ def test_backfill_to_end_rerun_keeps_the_end_resolved_at_its_first_run(stack, jo
 def test_backfill_with_the_sls_store_deletes_its_consumer_group_when_complete(stack):
     """SLS allows 30 consumer groups per logstore: a finished job gives its group back, and stays complete."""
     expected = stack.write(2000)
-    stack.env["CHECKPOINT_STORE"] = "sls"
+    stack.extra["CHECKPOINT_STORE"] = "sls"
     first = stack.cli("backfill", "--job-id", "cg-job", "--groups-per-event", "10")
     assert first.returncode == 0, first.stderr
     groups = {g.get_consumer_group_name() for g in
