@@ -22,9 +22,9 @@ from typing import Any
 from aliyun.log import logclient
 
 from bench.methods import Outcome, Spec, configure_function, sls_client
+from common.deadline import Deadline
 from processor.config import Settings
 from processor.dead_letter import Provenance
-from processor.deadline import Deadline
 from processor.event import TriggerEvent
 from processor.kafka.producer import KafkaSink
 from processor.kafka.tracking import DeliveryTracker

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from common.cursors import cursor_position
-from processor.errors import CheckpointError
+from common.errors import CheckpointError
 
 
 @dataclass(frozen=True, order=True)

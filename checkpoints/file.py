@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 
 from checkpoints.base import Checkpoint, CheckpointKey, merge
-from processor.errors import CheckpointError
+from common.errors import CheckpointError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 

@@ -15,8 +15,8 @@ from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from checkpoints.base import Checkpoint, CheckpointKey
-from processor.deadline import Deadline
-from processor.errors import CheckpointError
+from common.deadline import Deadline
+from common.errors import CheckpointError
 
 # Offsets read per step when scanning back from the end for a key's latest checkpoint.
 _WINDOW = 5000

@@ -1,14 +1,10 @@
 """Backfill: replay a cursor range of some shards through the handler logic, resumably, shards in parallel.
 
 The range of each shard is cut into sub-ranges of at most `groups_per_event` log groups, each a trigger-shaped
-event (the JSON an SLS trigger sends), handed to an `Invoker`:
-
-    class Invoker(Protocol):
-        def invoke(self, event: dict) -> dict: ...   # the handler's summary (pipeline.Summary.as_dict())
-
-`LocalInvoker` runs the handler logic in this process; `DryRunInvoker` prints projected records instead of
-producing. An invoker for the deployed function would send the same events to FC (InvokeFunction) and return
-its response; it needs the handler to take the job's checkpoint scope from the event (see the README).
+event (the JSON an SLS trigger sends), handed to an `Invoker`. `LocalInvoker` runs the handler logic in this
+process; `DryRunInvoker` runs it with a printing sink instead of producing. An invoker for the deployed
+function would send the same events to FC (InvokeFunction) and return its response; it needs the handler to take
+the job's checkpoint scope from the event (see the README).
 
 Resuming: the events of one shard run in order and share the shard's checkpoint in the job's scope
 (`backfill-<job id>`). A finished event leaves the checkpoint at its end, so on a re-run the events before it

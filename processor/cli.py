@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from processor.errors import ProcessorError
+from common.errors import ProcessorError
 
 # Command modules, in the order `--help` lists them; a module missing from an install is skipped.
 COMMAND_MODULES = (

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import orjson
 from confluent_kafka import KafkaException, Producer
 
-from processor.errors import ConfigError
+from common.errors import ConfigError
 from processor.settings import BY_NAME
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from processor.errors import ConfigError
+from common.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from common import cursors
-from processor.errors import EventError
+from common.errors import EventError
 
 
 def cursor_position(cursor: str, name: str = "cursor") -> int:

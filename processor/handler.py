@@ -6,9 +6,9 @@ import logging
 import os
 from typing import Any
 
+from common.deadline import Deadline
+from common.errors import ConfigError, SinkError
 from processor.credentials import resolve_credentials
-from processor.deadline import Deadline
-from processor.errors import ConfigError, SinkError
 from processor.event import TriggerEvent
 from processor.kafka.producer import TOPIC_CHECK_SECONDS
 from processor.runtime import Runtime

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from processor.errors import ProcessorError
+from common.errors import ProcessorError
 
 log = logging.getLogger(__name__)
 

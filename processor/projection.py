@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
+from common.errors import DeadLetterToleranceError
 from processor.config import FieldSpec, ProjectionConfig
-from processor.errors import DeadLetterToleranceError
 
 
 class _Bad(Exception):

@@ -15,16 +15,16 @@ from checkpoints.file import FileCheckpointStore
 from checkpoints.kafka_txn import KafkaCheckpointStore
 from checkpoints.null import NullCheckpointStore
 from checkpoints.sls_consumer_group import SlsConsumerGroupStore
+from common.deadline import Deadline
+from common.errors import ConfigError, ProcessorError
 from processor.config import Settings, budget_margin
 from processor.credentials import Credentials
-from processor.deadline import Deadline
 from processor.delivery.at_least_once import AtLeastOnce
 from processor.delivery.loop import CommitStrategy, RangeLoop, RangeRun
 from processor.delivery.observers import BatchObserver
 from processor.delivery.summary import Summary
 from processor.delivery.transactional import Transactional
 from processor.endpoint import check_endpoint
-from processor.errors import ConfigError, ProcessorError
 from processor.event import TriggerEvent
 from processor.kafka.producer import KafkaSink
 from processor.kafka.tracking import Sink

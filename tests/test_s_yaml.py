@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
+from common.errors import ConfigError
 from processor import planning
 from processor.commands import plan
 from processor.commands.package import DEFAULT_OUTPUT
 from processor.config import Settings
-from processor.errors import ConfigError
 from processor.settings import VARIABLES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ _ENV = re.compile(r"\$\{env\((\w+)\)\}")
 SAMPLE_ENV = {"KAFKA_BOOTSTRAP_SERVERS": "kafka-1:9092", "KAFKA_TOPIC": "vehicles",
               "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN",
               "KAFKA_SASL_USERNAME": "user", "KAFKA_SASL_PASSWORD": "password"}
-# FC 3.0 limits on user environment variables (sls-fc-facts §3).
+# FC 3.0 limits on user environment variables.
 ENV_TOTAL_LIMIT_BYTES = 4096
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from processor.errors import ConfigError, EventError
+from common.errors import ConfigError, EventError
 from processor.event import TriggerEvent
 from processor.handler import handler
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from processor.errors import ConfigError
+from common.errors import ConfigError
 from processor.packaging import PLATFORM, build_package
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.errors import ConfigError
 from processor import planning
-from processor.errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 BENCH_RESULT = PROJECT_DIR / "bench" / "results" / "latest.json"

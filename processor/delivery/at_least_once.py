@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import deque
 
 from checkpoints.base import Checkpoint, CheckpointStore
+from common.errors import BudgetExceededError
 from processor.delivery.loop import ProducedPage, RangeLoop
 from processor.delivery.summary import Counters
-from processor.errors import BudgetExceededError
 
 MAX_IN_FLIGHT_PAGES = 4
 

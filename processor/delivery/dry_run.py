@@ -15,9 +15,9 @@ from typing import Any, BinaryIO
 import orjson
 from confluent_kafka import KafkaError
 
+from common.deadline import Deadline
+from common.errors import ProcessorError
 from processor.dead_letter import Provenance
-from processor.deadline import Deadline
-from processor.errors import ProcessorError
 from processor.kafka.tracking import DeliveryTracker, Undeliverable
 
 log = logging.getLogger(__name__)

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from checkpoints.base import Checkpoint, CheckpointKey
+from common.deadline import Deadline
+from common.errors import BudgetExceededError, SinkError
 from processor.dead_letter import Provenance, dead_letter_value
-from processor.deadline import Deadline
 from processor.delivery.observers import BatchObserver, ProjectedGroup, ProjectedPage
 from processor.delivery.resume import resume_point
 from processor.delivery.summary import Counters, Summary
-from processor.errors import BudgetExceededError, SinkError
 from processor.event import TriggerEvent
 from processor.kafka.tracking import DeliveryTracker, Sink
 from processor.projection import Projected, Projector

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Literal, NamedTuple
+
 from checkpoints.base import Checkpoint
 from processor.event import TriggerEvent, cursor_position
 
+ResumeState = Literal["first", "done", "resume", "catch-up", "unproven", "begin"]
 
-def resume_point(event: TriggerEvent, saved: Checkpoint | None) -> tuple[str, str]:
-    """Where a run over `event`'s range starts, given the stored checkpoint: (state, cursor).
+
+class ResumePoint(NamedTuple):
+    state: ResumeState
+    cursor: str
+
+
+def resume_point(event: TriggerEvent, saved: Checkpoint | None) -> ResumePoint:
+    """Where a run over `event`'s range starts, given the stored checkpoint.
 
     - 'first': nothing stored; the range's begin is recorded as the shard's origin before anything is read, so
       that a later range finds this one's stretch behind it if this run fails;
@@ -22,14 +31,14 @@ def resume_point(event: TriggerEvent, saved: Checkpoint | None) -> tuple[str, st
     """
     begin, end = event.begin_cursor, event.end_cursor
     if saved is None:
-        return "first", begin
+        return ResumePoint("first", begin)
     if saved.origin is not None and cursor_position(saved.origin, "checkpoint origin") > cursor_position(begin):
-        return "unproven", begin
+        return ResumePoint("unproven", begin)
     if saved.covers(begin, end):
-        return "done", saved.cursor
+        return ResumePoint("done", saved.cursor)
     pos = cursor_position(saved.cursor, "checkpoint")
     if pos > cursor_position(begin):
-        return "resume", saved.cursor
+        return ResumePoint("resume", saved.cursor)
     if pos < cursor_position(begin):
-        return "catch-up", saved.cursor
-    return "begin", begin
+        return ResumePoint("catch-up", saved.cursor)
+    return ResumePoint("begin", begin)

@@ -15,9 +15,9 @@ import logging
 
 from checkpoints.base import Checkpoint
 from checkpoints.kafka_txn import KafkaCheckpointStore
+from common.errors import CheckpointError, FatalSinkError, SinkError
 from processor.delivery.loop import ProducedPage, RangeLoop
 from processor.delivery.summary import Counters
-from processor.errors import CheckpointError, FatalSinkError, SinkError
 from processor.kafka.transactional import TransactionalKafkaSink
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from common.deadline import Deadline
+from common.errors import BudgetExceededError, ConfigError, FatalSinkError, SinkError
 from processor.dead_letter import Provenance
-from processor.deadline import Deadline
-from processor.errors import BudgetExceededError, ConfigError, FatalSinkError, SinkError
 from processor.kafka.client_log import librdkafka_log
 from processor.kafka.errors import TOPIC_MISSING, is_fatal, missing_topic
 from processor.kafka.tracking import MAX_QUEUED, UNDELIVERABLE, DeliveryTracker, Undeliverable

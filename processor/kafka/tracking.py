@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError
 
+from common.deadline import Deadline
 from processor.dead_letter import Provenance
-from processor.deadline import Deadline
 
 # The broker will never accept these records; retrying the batch would fail forever.
 UNDELIVERABLE = frozenset({

@@ -9,8 +9,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from checkpoints.base import Checkpoint
-from processor.deadline import Deadline
-from processor.errors import CheckpointError, FatalSinkError, SinkError
+from common.deadline import Deadline
+from common.errors import CheckpointError, FatalSinkError, SinkError
 from processor.kafka.errors import CONSEQUENCES, is_fatal
 from processor.kafka.producer import UNREACHABLE_FAIL_SECONDS, KafkaSink
 from processor.kafka.tracking import Undeliverable

@@ -8,8 +8,8 @@ import pytest
 
 from checkpoints.base import Checkpoint, CheckpointKey, merge
 from checkpoints.file import FileCheckpointStore
-from processor.event import TriggerEvent
 from processor.delivery.resume import resume_point
+from processor.event import TriggerEvent
 
 
 def c(n: int) -> str:

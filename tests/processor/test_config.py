@@ -1,7 +1,7 @@
 import pytest
 
+from common.errors import ConfigError
 from processor.config import FieldSpec, Settings, parse_fields
-from processor.errors import ConfigError
 
 BASE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "KAFKA_TOPIC": "vehicles"}
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
+from common.errors import ConfigError
 from processor.config import Settings
-from processor.errors import ConfigError
 from processor.runtime import Runtime
 
 BASE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "KAFKA_TOPIC": "vehicles"}

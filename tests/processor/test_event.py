@@ -3,7 +3,7 @@ import base64
 import orjson
 import pytest
 
-from processor.errors import EventError
+from common.errors import EventError
 from processor.event import TriggerEvent, cursor_position
 
 

@@ -5,8 +5,8 @@ import orjson
 import pytest
 from aliyun.log.proto import LogGroup, LogGroupRaw
 
+from common.errors import DeadLetterToleranceError
 from processor.config import ProjectionConfig, parse_fields
-from processor.errors import DeadLetterToleranceError
 from processor.projection import Projector
 
 LESSON = [

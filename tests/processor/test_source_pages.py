@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+from common.deadline import Deadline
 from processor.config import SourceConfig
-from processor.deadline import Deadline
 from processor.event import cursor_position
 from processor.retry import PullTooLargeError, RetryStats, sls_retrying
 from processor.shards import cursor_from_position
