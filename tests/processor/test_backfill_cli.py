@@ -49,7 +49,7 @@ def test_dry_run_piped_into_head_ends_quietly_at_once(stack):
 
 
 def test_progress_moves_within_an_event_and_is_logged_every_period_to_a_file(stack):
-    stack.extra["SLS_PULL_COUNT"] = "2"  # slow pages: one event per shard lasts seconds
+    stack.extra["SLS_PULL_COUNT"] = "1"  # slow pages: one event per shard lasts seconds
     stack.write(20_000)  # 200 log groups per shard: one event each at the default 2000 per event
     result = stack.cli("backfill", "--progress-every", "0.5")
     assert result.returncode == 0, result.stderr
