@@ -14,6 +14,7 @@ import multiprocessing
 import queue
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -169,7 +170,10 @@ def _worker(job: BackfillJob, settings: Settings, credentials: Credentials, dry_
         received.append(signum)
         if len(received) > 1:
             raise KeyboardInterrupt
-        stop.set()
+        # Not here: the signal may land while this process is inside stop.is_set() or stop.wait(), which hold the
+        # flag's lock, and that lock is neither reentrant nor this process's alone: set() here would hang the
+        # worker, and the parent's own set() behind it. A thread takes the lock once the main thread lets go.
+        threading.Thread(target=stop.set, name="backfill-stop", daemon=True).start()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, on_term)
