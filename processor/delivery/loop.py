@@ -34,7 +34,8 @@ from processor.event import TriggerEvent
 from processor.kafka.tracking import DeliveryTracker, Sink
 from processor.projection import Projected, Projector
 from processor.retry import RetryStats
-from processor.source import Batch, Gap, ShardRangeSource, SlsClient
+from processor.shards import Logstore
+from processor.source import Batch, Gap, SlsClient
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,8 @@ class RangeLoop:
     def _deliver_from(self, cursor: str, strategy: CommitStrategy) -> None:
         run, ev = self.run, self.run.event
         run.sink.set_deadline(run.deadline)
-        source = ShardRangeSource(run.client, ev.project, ev.logstore, ev.shard, cursor, ev.end_cursor,
-                                  run.source_config, run.retrying, self._on_gap, run.deadline)
+        source = Logstore(run.client, ev.project, ev.logstore).build_part(
+            ev.shard, cursor, ev.end_cursor, run.source_config, run.retrying, self._on_gap, run.deadline)
         with closing(iter(source)) as pages:  # stops the prefetch thread now, not when a traceback is collected
             for batch in pages:
                 strategy.before_page()
