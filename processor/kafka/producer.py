@@ -62,6 +62,8 @@ class KafkaSink:
         # Trackers of the pages not settled yet, newest last: the first delivery error among them is raised at
         # the next produce (latched), not only when its page settles pages later.
         self._trackers: list[DeliveryTracker] = []
+        # Topics produced to since the last `abandon` (at-least-once) or `begin` (transactional).
+        self._topics: set[str] = set()
         # Topics a record was not confirmed for: checked again before producing.
         self._suspect_topics: set[str] = set()
         # The current outage: since when no broker answers (None: as far as we know, one does), the latest
@@ -185,11 +187,12 @@ class KafkaSink:
 
     def produce(self, topic: str, key: bytes | None, value: bytes, where: Provenance,
                 tracker: DeliveryTracker) -> None:
-        self._follow(tracker)
+        self._follow(tracker, topic)
         self._produce_one(self.producer, topic, key, value, where, tracker)
 
-    def _follow(self, tracker: DeliveryTracker) -> None:
-        """Raise a delivery error already reported for a page in flight; then follow `tracker` too."""
+    def _follow(self, tracker: DeliveryTracker, topic: str) -> None:
+        """Raise a delivery error already reported for a page in flight; then follow `tracker` (and `topic`)."""
+        self._topics.add(topic)
         for followed in self._trackers:
             if followed.error is not None:
                 raise self._sink_error(followed.error, followed.error_topic)
@@ -233,7 +236,7 @@ class KafkaSink:
         again after a fatal error only yields a generic _FATAL). `pending` is counted up front: delivery reports
         are only served by `poll`, so none can arrive for these records before they are counted.
         """
-        self._follow(tracker)
+        self._follow(tracker, topic)
         producer = self.producer
         if len(producer) > MAX_QUEUED:
             self._make_room(producer)
@@ -328,6 +331,7 @@ class KafkaSink:
         The dropped records belong to batches whose cursor was not saved: the retry sends them again.
         """
         self._trackers = []
+        self._topics = set()
         for name in ("_producer", "_prober"):
             producer = getattr(self, name)
             if producer is None:

@@ -58,6 +58,7 @@ class TransactionalKafkaSink(KafkaSink):
             raise self._txn_error("begin", exc.args[0]) from exc
         self._in_transaction = True
         self._trackers = []
+        self._topics = set()
 
     def delivery_error(self) -> SinkError | None:
         """The first delivery error of the last transaction that was not merely a consequence of its failing."""
@@ -91,12 +92,13 @@ class TransactionalKafkaSink(KafkaSink):
         """Abort the open transaction; if even that fails, drop the producer (the retry's init aborts it)."""
         if self._producer is None or not self._in_transaction:
             return
+        # The transaction's topics are checked again before the retry produces: a topic that vanished may have
+        # failed it as a transaction error (adding its partitions), which names no record's topic.
+        self._suspect_topics.update(self._topics)
         try:
             self._producer.abort_transaction(max(deadline.remaining(), 1.0))
             self._in_transaction = False
             self._producer.poll(0)  # the aborted records' reports: a refusal among them explains the failure
-            # A topic a record of the transaction was not confirmed for is checked again before the retry.
-            self._suspect_topics.update(t.error_topic for t in self._trackers if t.error_topic)
         except KafkaException as exc:
             log.warning("abort of transaction %s failed (%s); the producer will be recreated",
                         self.transactional_id, exc.args[0].str())
