@@ -27,7 +27,7 @@ from kafka_helpers import read_all
 from pipeline_support import json_contents, put_groups
 
 from processor.backfill import ShardProgress
-from processor.commands.backfill import LogProgressView, progress_view
+from processor.commands.backfill_view import LogProgressView, progress_view
 
 PROGRESS = re.compile(r"^(\S+ \S+) INFO processor\.commands\.backfill: shard (\d+) \[[#-]+\]\s+([\d.]+)%", re.M)
 
