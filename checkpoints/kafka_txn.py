@@ -156,6 +156,8 @@ class KafkaCheckpointStore:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+        # An admin client kept would go on reconnecting (and logging) after the broker it knew is gone.
+        self._admin = None
 
 
 _PRODUCER_KEYS = ("linger.ms", "batch.size", "compression.type", "queue.buffering", "enable.idempotence", "acks",

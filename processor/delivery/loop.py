@@ -200,7 +200,7 @@ class RangeLoop:
 
     def _observe(self, batch: Batch, page: list[Projected], wheres: list[Provenance],
                  tracker: DeliveryTracker) -> None:
-        groups = [ProjectedGroup(where, good, _event_times(group, bad))
+        groups = [ProjectedGroup(where, good, group, bad)
                   for where, group, (good, bad) in zip(wheres, batch.groups, page, strict=True)]
         projected = ProjectedPage(self.run.event.shard, batch.cursor, batch.next_cursor, groups)
         sink, where = self.run.sink, wheres[0] if wheres else None
@@ -249,11 +249,3 @@ class RangeLoop:
             s.records_per_second = round(s.records_read / s.duration_seconds, 1)
         return s
 
-
-def _event_times(group: Any, rejected: Sequence[Any]) -> list[int]:
-    """`__time__` of each good record of `group`: its logs' times, less those of the rejected logs."""
-    times = [log.Time for log in group.Logs]
-    if rejected:
-        skip = {r.index for r in rejected}
-        times = [t for i, t in enumerate(times) if i not in skip]
-    return times

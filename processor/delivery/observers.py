@@ -10,18 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from processor.dead_letter import Provenance
+from processor.projection import Rejected
 
 
 @dataclass(frozen=True, slots=True)
 class ProjectedGroup:
-    """One log group's good records, in log order, with the event time of each."""
+    """One log group's good records, in log order; `event_times()` gives the `__time__` of each."""
 
     where: Provenance
     records: Sequence[tuple[bytes | None, bytes]]
-    event_times: Sequence[int]
+    group: Any
+    rejected: Sequence[Rejected]
+
+    def event_times(self) -> list[int]:
+        """Computed when asked (about 150 ns a record): an observer that needs no times pays nothing."""
+        times = [log.Time for log in self.group.Logs]
+        if self.rejected:
+            skip = {r.index for r in self.rejected}
+            times = [t for i, t in enumerate(times) if i not in skip]
+        return times
 
 
 @dataclass(frozen=True, slots=True)
