@@ -27,9 +27,9 @@ from devstack.kafka import KafkaBrokerError, KafkaJarsError, create_topics
 from devstack.sample_data import Written, ensure_logstore, write_driving_logs
 from processor.commands.common import int_in_range
 from processor.credentials import Credentials
-from processor.poller import TriggerConfig, TriggerRunner
 from processor.runtime import Runtime
 from processor.shards import BEGIN
+from processor.trigger_runner import TriggerConfig, TriggerRunner
 
 ENDPOINT = "cn-hangzhou.log.emulator"
 def register(sub: Any) -> None:

@@ -16,7 +16,7 @@ import orjson
 from confluent_kafka import KafkaException, Producer
 
 from common.errors import ConfigError
-from processor.settings import BY_NAME
+from processor.variables import BY_NAME
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +379,7 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
 
 
 class _Reader:
-    """Reads the variables declared in processor.settings, so a typo in a name fails loudly here."""
+    """Reads the variables declared in processor.variables, so a typo in a name fails loudly here."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env

@@ -33,7 +33,7 @@ OVERHEAD_SECONDS = 1.0
 HEADROOM = 0.5
 # Timeout = SAFETY x expected processing (+ margin): room for SLS throttling backoff and Kafka retries.
 TIMEOUT_SAFETY = 3.0
-# processor.settings TIME_BUDGET_MARGIN_SECONDS default: the processor stops this long before the FC timeout.
+# processor.variables TIME_BUDGET_MARGIN_SECONDS default: the processor stops this long before the FC timeout.
 MARGIN_SECONDS = 10.0
 # The trigger's pace while catching up (about one invocation every ~2 s per shard).
 CATCH_UP_PERIOD_SECONDS = 2.0

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from processor.cli import build_parser
-from processor.settings import VARIABLES
+from processor.variables import VARIABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -21,7 +21,7 @@ from processor import planning
 from processor.commands import plan
 from processor.commands.package import DEFAULT_OUTPUT
 from processor.config import Settings
-from processor.settings import VARIABLES
+from processor.variables import VARIABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 # records/s per shard that s.yaml is sized for (stated in its `vars` comments).
@@ -272,7 +272,7 @@ BROKEN = [
     ("props.code", "./code", "sls-kafka package"),
     ("props.handler", "index.missing", "does not import"),
     ("props.handler", "nosuchmodule.handler", "does not import"),
-    ("props.handler", "processor.settings.VARIABLES", "not callable"),
+    ("props.handler", "processor.variables.VARIABLES", "not callable"),
     ("props.handler", "index.initialize", "cannot take FC's 2"),
     ("props.handler", "handler", "not <module>.<function>"),
     ("props.instanceLifecycleConfig.initializer.handler", "index.nope", "initializer index.nope does not import"),

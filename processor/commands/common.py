@@ -1,7 +1,7 @@
 """Options and argument parsing shared by the commands that talk to a logstore (run, backfill, lag).
 
 Flags fall back to environment variables and say so in `--help` (`[env: VAR]`). The variables here belong to
-the command line only; what the function itself reads is listed in `processor.settings`.
+the command line only; what the function itself reads is listed in `processor.variables`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from processor.credentials import Credentials, resolve_credentials
 from processor.endpoint import check_endpoint
 from processor.event import cursor_position
 from processor.invocation_retry import StopFlag
-from processor.settings import BY_NAME
 from processor.shards import Logstore, Position
+from processor.variables import BY_NAME
 
 SLS_ENDPOINT = "SLS_ENDPOINT"
 SLS_PROJECT = "SLS_PROJECT"

@@ -1,4 +1,4 @@
-"""`sls-kafka run`: the SLS log trigger as a long-running local process (see processor.poller)."""
+"""`sls-kafka run`: the SLS log trigger as a long-running local process (see processor.trigger_runner)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from processor.commands.common import (
     parse_parameter,
     parse_position,
 )
-from processor.poller import STARTED_SCOPE, TRIGGER_SCOPE, TriggerConfig, TriggerRunner
 from processor.runtime import Runtime
+from processor.trigger_runner import STARTED_SCOPE, TRIGGER_SCOPE, TriggerConfig, TriggerRunner
 
 
 def register(sub: Any) -> None:

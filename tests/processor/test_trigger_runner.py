@@ -16,9 +16,9 @@ from processor.credentials import Credentials
 from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES
 from processor.event import TriggerEvent
 from processor.invocation_retry import invocation_retrying
-from processor.poller import STARTED_SCOPE, TRIGGER_SCOPE, TriggerConfig, TriggerRunner
 from processor.runtime import Runtime
 from processor.shards import BEGIN, Position
+from processor.trigger_runner import STARTED_SCOPE, TRIGGER_SCOPE, TriggerConfig, TriggerRunner
 from tests.processor.commands_support import checkpoint_files, make_stack, stack_fixture, wait_for  # noqa: F401  (`stack`)
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
 
@@ -135,7 +135,7 @@ def test_run_split_children_picked_up_and_readonly_parent_drained(stack, caplog)
     runner.run(iterations=1)
     stack.client.split_shard(stack.project, stack.logstore, 0, "40000000000000000000000000000000")
     stack.write(600)
-    with caplog.at_level("INFO", logger="processor.poller"):
+    with caplog.at_level("INFO", logger="processor.trigger_runner"):
         runner.run(iterations=2)
     assert "shard 0 is readonly and drained; no longer polled" in caplog.text
     shards = {int(s["shardID"]) for s in stack.client.list_shards(stack.project, stack.logstore).get_shards_info()}
@@ -197,7 +197,7 @@ def test_run_expired_progress_policy_fail_fails_the_shard_naming_the_policy_with
     kept = one_shard.write(100)
     one_shard.extra["SLS_INVALID_CURSOR_POLICY"] = "fail"
     started = time.monotonic()
-    with caplog.at_level("WARNING", logger="processor.poller"):
+    with caplog.at_level("WARNING", logger="processor.trigger_runner"):
         [stats] = runner_for(one_shard, max_retry=3).run(iterations=1)
     assert (stats.failed, stats.invocations) == (1, 0)
     assert time.monotonic() - started < 5  # the same event fails the same way: not retried with backoff
