@@ -16,14 +16,12 @@ from checkpoints.sls_consumer_group import SlsConsumerGroupStore
 from common.errors import ConfigError
 from processor.backfill import (
     BackfillJob,
-    JobManifests,
-    JobRequest,
     ShardProgress,
     ShardRange,
-    bind_job,
     default_job_id,
     plan,
 )
+from processor.backfill_jobs import JobManifests, JobRequest, bind_job
 from processor.backfill_pool import run_parallel, shards_with_progress, stop_flag, workers_for
 from processor.commands.backfill_view import progress_view
 from processor.commands.common import (

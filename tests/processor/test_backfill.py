@@ -13,14 +13,11 @@ import pytest
 from common.errors import ConfigError
 from processor.backfill import (
     BackfillJob,
-    JobManifest,
-    JobManifests,
-    JobRequest,
     LocalInvoker,
     ShardRange,
-    bind_job,
     run_shard,
 )
+from processor.backfill_jobs import JobManifest, JobManifests, JobRequest, bind_job
 from processor.credentials import Credentials
 from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES
 from processor.event import cursor_position
