@@ -1,4 +1,8 @@
-"""Configuration as frozen dataclasses, read from the environment and validated once at start-up."""
+"""Configuration as frozen dataclasses, read from the environment and validated once at start-up.
+
+Long on purpose: one section per dataclass (SLS, source, projection, Kafka, checkpoint, runtime), each with the
+checks that name the variable and value a user got wrong; spread over modules they would share every helper.
+"""
 
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ per-record Python cost does not grow with the number of fields. Any group that d
 every reject; the two paths give the same records.
 The one error is the dead-letter tolerance (`Projector.check_page`): a page whose rejects show that the
 configuration fits no record is refused as a whole rather than dead-lettered.
+Long on purpose: the column path and the per-log path must give the same records and the same reasons, and
+are kept side by side so that a change to one is seen against the other.
 """
 
 from __future__ import annotations

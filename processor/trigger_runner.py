@@ -18,6 +18,8 @@ progress (a split's child, even once its parent has left ListShards) is read fro
 
 Progress that retention overtook is handed to the processor as the next event's begin, as the trigger would
 retry it: SLS_INVALID_CURSOR_POLICY applies, and what could not be read is a gap in the summary and the round.
+
+Long on purpose: the runner and its run marker share the progress store's rules, which are the point.
 """
 
 from __future__ import annotations

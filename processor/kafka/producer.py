@@ -10,6 +10,9 @@ such records again one per request to tell the guilty ones from those that only 
 A Kafka nobody can reach is reported as one "cannot reach Kafka at <bootstrap servers>" line at a bounded rate,
 and fails the invocation once it has lasted UNREACHABLE_FAIL_SECONDS; librdkafka's own log goes through Python
 logging. The topics are checked to exist before anything is produced to them.
+
+One class, over 250 lines on purpose: the producer, its outage state and its topic checks are one piece of
+per-instance state that every produce and wait consults, and split apart they would only pass it around.
 """
 
 from __future__ import annotations
