@@ -13,7 +13,7 @@ import pytest
 from checkpoints.base import Checkpoint
 from common.errors import FatalSinkError, SinkError
 from processor.delivery.transactional import MAX_ATTEMPTS, Transactional
-from tests.processor.delivery_fakes import (
+from tests.processor.delivery.delivery_fakes import (
     CKPT_TOPIC,
     TOPIC,
     FakeShard,

@@ -18,7 +18,7 @@ from common.errors import BudgetExceededError, DeadLetterToleranceError, SinkErr
 from processor.dead_letter import MAX_ORIGINAL_BYTES
 from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES, AtLeastOnce
 from processor.source import FIRST_PULL_COUNT, TARGET_PAGE_BYTES, page_count
-from tests.processor.delivery_fakes import (
+from tests.processor.delivery.delivery_fakes import (
     DLQ,
     KEY,
     TOPIC,

@@ -5,7 +5,15 @@ from __future__ import annotations
 from common.cursors import cursor_position
 from processor.delivery.at_least_once import AtLeastOnce
 from processor.delivery.observers import Emit, ProjectedPage
-from tests.processor.delivery_fakes import TOPIC, FakeShard, FakeSink, RecordingStore, log_group, projected, range_loop
+from tests.processor.delivery.delivery_fakes import (
+    TOPIC,
+    FakeShard,
+    FakeSink,
+    RecordingStore,
+    log_group,
+    projected,
+    range_loop,
+)
 
 
 class CountPerPage:
