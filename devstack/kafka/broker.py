@@ -50,6 +50,18 @@ _STATIC_PROPERTIES = {
 }
 
 
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id (URL-safe base64 of a random UUID) that does not start with '-'.
+
+    The storage tool's argument parser would take such an id for an option ("--cluster-id: expected one
+    argument"): one start in 64 failed that way. Kafka's own `Uuid.randomUuid` skips those ids the same way.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
 class KafkaBrokerError(RuntimeError):
     """The broker could not be formatted or started."""
 
@@ -238,7 +250,7 @@ class KafkaBroker:
         self.properties_path.write_text(body)
 
     def _format(self, classpath: str) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = new_cluster_id()
         # Static quorum (controller.quorum.voters): the tool refuses --standalone here.
         cmd = [
             *self._java(classpath, "-Xmx256m"), "kafka.tools.StorageTool", "format",
