@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 
+from confluent_kafka import KafkaException
+
 from checkpoints.base import Checkpoint
 from checkpoints.kafka_txn import KafkaCheckpointStore
 from common.errors import CheckpointError, FatalSinkError, SinkError
@@ -83,6 +85,9 @@ class Transactional:
         """Abort; read again from the last commit when the failure is abortable and attempts and time are left."""
         self.sink.abort(self.run.deadline)
         self._pages, self._records = [], 0
+        if isinstance(exc, KafkaException):
+            # The client raised where no call of ours translates it (e.g. fenced while adding partitions).
+            raise self.sink.translate(exc) from exc
         if isinstance(exc, FatalSinkError):
             return False
         if isinstance(exc, SinkError):

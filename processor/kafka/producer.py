@@ -314,7 +314,14 @@ class KafkaSink:
         producer.poll(seconds)
 
     def poll(self) -> None:
-        self.producer.poll(0)
+        try:
+            self.producer.poll(0)
+        except KafkaException as exc:
+            raise self.translate(exc) from exc
+
+    def translate(self, exc: KafkaException) -> SinkError:
+        """Our error for a `KafkaException` the client raised (fatal ones drop the producer)."""
+        return self._sink_error(exc.args[0])
 
     def wait(self, tracker: DeliveryTracker, deadline: Deadline) -> None:
         """Serve delivery reports until `tracker` settles; raise on its first error or when the budget is spent."""
