@@ -48,9 +48,11 @@ def test_dry_run_piped_into_head_ends_quietly_at_once(stack):
     assert elapsed < 10, f"{elapsed:.1f}s"
 
 
-def test_progress_moves_within_an_event_and_is_logged_every_period_to_a_file(stack):
-    stack.extra["SLS_PULL_COUNT"] = "1"  # slow pages: one event per shard lasts seconds
+def test_progress_moves_within_an_event_and_is_logged_every_period_to_a_file(stack, sls_faults):
+    stack.extra["SLS_PULL_COUNT"] = "1"
     stack.write(20_000)  # 200 log groups per shard: one event each at the default 2000 per event
+    # A floor under the run's length that does not depend on this machine's speed: 200 pulls per shard at 20 ms.
+    sls_faults.delay(op="pull_logs", seconds=0.02, times=400)
     result = stack.cli("backfill", "--progress-every", "0.5")
     assert result.returncode == 0, result.stderr
     lines = [(datetime.strptime(t, "%Y-%m-%d %H:%M:%S,%f").timestamp(), int(shard), float(pct))
