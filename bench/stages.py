@@ -29,7 +29,7 @@ from processor.event import TriggerEvent
 from processor.kafka.producer import KafkaSink
 from processor.kafka.tracking import DeliveryTracker
 from processor.projection import Projector
-from processor.source import FIRST_PULL_COUNT, largest_group_bytes, page_count
+from processor.sls.source import FIRST_PULL_COUNT, largest_group_bytes, page_count
 
 STAGES = ("pull", "decompress", "decode", "project", "produce", "acks")
 

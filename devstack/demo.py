@@ -28,7 +28,7 @@ from devstack.sample_data import Written, ensure_logstore, write_driving_logs
 from processor.commands.common import int_in_range
 from processor.credentials import Credentials
 from processor.runtime import Runtime
-from processor.shards import BEGIN
+from processor.sls.shards import BEGIN
 from processor.trigger_runner import TriggerConfig, TriggerRunner
 
 ENDPOINT = "cn-hangzhou.log.emulator"

@@ -17,7 +17,7 @@ from tenacity import (
 )
 
 from common.errors import ConfigError, CursorExpiredError, EventError
-from processor.retry import backoff
+from processor.sls.retry import backoff
 
 log = logging.getLogger(__name__)
 

@@ -24,14 +24,14 @@ from processor.delivery.loop import CommitStrategy, RangeLoop, RangeRun
 from processor.delivery.observers import BatchObserver
 from processor.delivery.summary import Summary
 from processor.delivery.transactional import Transactional
-from processor.endpoint import check_endpoint
 from processor.event import TriggerEvent
 from processor.kafka.producer import KafkaSink
 from processor.kafka.tracking import Sink
 from processor.kafka.transactional import TransactionalKafkaSink
 from processor.projection import Projector
-from processor.retry import DeadlineLogClient, RetryStats, is_transient_sls_error, sls_retrying
-from processor.source import MAX_PAGE_BYTES
+from processor.sls.endpoint import check_endpoint
+from processor.sls.retry import DeadlineLogClient, RetryStats, is_transient_sls_error, sls_retrying
+from processor.sls.source import MAX_PAGE_BYTES
 
 log = logging.getLogger(__name__)
 

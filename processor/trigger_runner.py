@@ -45,7 +45,7 @@ from processor.delivery.summary import Summary
 from processor.event import TriggerEvent, cursor_position
 from processor.invocation_retry import StopFlag, invocation_retrying
 from processor.runtime import Runtime
-from processor.shards import BEGIN, END, Logstore, Position, ShardInfo
+from processor.sls.shards import BEGIN, END, Logstore, Position, ShardInfo
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,15 @@ import orjson
 from checkpoints.base import CheckpointKey
 from checkpoints.sls_consumer_group import SlsConsumerGroupStore
 from common.errors import ConfigError
-from processor.backfill import (
+from processor.backfill.jobs import JobManifests, JobRequest, bind_job
+from processor.backfill.pool import run_parallel, shards_with_progress, stop_flag, workers_for
+from processor.backfill.runs import (
     BackfillJob,
     ShardProgress,
     ShardRange,
     default_job_id,
     plan,
 )
-from processor.backfill_jobs import JobManifests, JobRequest, bind_job
-from processor.backfill_pool import run_parallel, shards_with_progress, stop_flag, workers_for
 from processor.commands.backfill_view import progress_view
 from processor.commands.common import (
     EnvDefault,
@@ -40,7 +40,7 @@ from processor.commands.common import (
     settings_without_kafka,
 )
 from processor.config import Settings
-from processor.shards import ShardInfo, select_shards
+from processor.sls.shards import ShardInfo, select_shards
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any, Protocol, TextIO
 
-from processor.backfill import ShardProgress
+from processor.backfill.runs import ShardProgress
 
 # The lines are the command's output: they carry its name, whichever module draws them.
 log = logging.getLogger("processor.commands.backfill")

@@ -22,10 +22,10 @@ from aliyun.log import LogClient
 from common.errors import ConfigError, EventError
 from processor.config import Settings, json_object
 from processor.credentials import Credentials, resolve_credentials
-from processor.endpoint import check_endpoint
 from processor.event import cursor_position
 from processor.invocation_retry import StopFlag
-from processor.shards import Logstore, Position
+from processor.sls.endpoint import check_endpoint
+from processor.sls.shards import Logstore, Position
 from processor.variables import BY_NAME
 
 SLS_ENDPOINT = "SLS_ENDPOINT"

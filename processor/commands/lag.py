@@ -13,7 +13,7 @@ from checkpoints.base import CheckpointKey
 from processor.commands.common import access_from_args, add_logstore_options, parse_shards, settings_without_kafka
 from processor.event import cursor_position
 from processor.runtime import Runtime
-from processor.shards import Logstore, ShardInfo, select_shards
+from processor.sls.shards import Logstore, ShardInfo, select_shards
 from processor.trigger_runner import TRIGGER_SCOPE, trigger_progress_store
 
 

@@ -33,9 +33,9 @@ from processor.delivery.summary import Counters, Summary
 from processor.event import TriggerEvent
 from processor.kafka.tracking import DeliveryTracker, Sink
 from processor.projection import Projected, Projector
-from processor.retry import RetryStats
-from processor.shards import Logstore
-from processor.source import Batch, Gap, SlsClient
+from processor.sls.retry import RetryStats
+from processor.sls.shards import Logstore
+from processor.sls.source import Batch, Gap, SlsClient
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from common.deadline import Deadline
 from common.errors import CheckpointError, SourceError
 from common.sls_errors import describe, sls_error
 from processor.config import SourceConfig
-from processor.retry import RetryStats, sls_retrying
-from processor.source import ShardRangeSource
+from processor.sls.retry import RetryStats, sls_retrying
+from processor.sls.source import ShardRangeSource
 
 TOKEN = "CAIS-sts-token-0123456789"
 # What SLS answers a request signed with the wrong secret: the string it signed, headers included.

@@ -191,7 +191,7 @@ def test_refused_page_after_good_pages_is_never_passed_and_aborts_the_transactio
 def test_trigger_runner_stops_at_a_misspelt_field_without_retrying(setup, sls_client, sls_project, sls_proxy_env):
     from processor.credentials import Credentials
     from processor.runtime import Runtime
-    from processor.shards import BEGIN
+    from processor.sls.shards import BEGIN
     from processor.trigger_runner import TriggerConfig, TriggerRunner
     from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
 

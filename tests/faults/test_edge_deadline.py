@@ -22,7 +22,7 @@ from common.deadline import Deadline
 from common.errors import CheckpointError, ProcessorError
 from processor import handler as fc
 from processor.event import cursor_position
-from processor.shards import cursor_from_position
+from processor.sls.shards import cursor_from_position
 from tests.faults.test_fault_matrix import MODES, Setup, one_shard
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import driving_record, fc312_context, shard_events

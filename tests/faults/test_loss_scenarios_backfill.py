@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from processor.event import cursor_position
-from processor.shards import cursor_from_position
+from processor.sls.shards import cursor_from_position
 from tests.kafka_helpers import read_all
 from tests.processor.commands_support import Stack, make_stack
 

@@ -21,7 +21,7 @@ from processor.credentials import Credentials
 from processor.event import TriggerEvent, cursor_position
 from processor.projection import Projector
 from processor.runtime import Runtime
-from processor.shards import cursor_from_position
+from processor.sls.shards import cursor_from_position
 from tests.faults.test_fault_matrix import MODES, Setup, invoke_until_done, one_shard
 from tests.pipeline_support import fc312_context, shard_events
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET

@@ -23,7 +23,7 @@ from datetime import datetime
 
 import orjson
 
-from processor.backfill import ShardProgress
+from processor.backfill.runs import ShardProgress
 from processor.commands.backfill_view import LogProgressView, progress_view
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import json_contents, put_groups

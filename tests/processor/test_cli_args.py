@@ -14,7 +14,7 @@ import pytest
 from common.errors import ConfigError
 from processor.cli import main
 from processor.commands.common import check_order, int_in_range, parse_position, parse_shards
-from processor.shards import cursor_from_position
+from processor.sls.shards import cursor_from_position
 from tests.processor.commands_support import stack_fixture  # noqa: F401  (the `stack` fixture)
 
 NO_KAFKA = "127.0.0.1:9"

@@ -17,7 +17,7 @@ from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES
 from processor.event import TriggerEvent
 from processor.invocation_retry import invocation_retrying
 from processor.runtime import Runtime
-from processor.shards import BEGIN, Position
+from processor.sls.shards import BEGIN, Position
 from processor.trigger_runner import STARTED_SCOPE, TRIGGER_SCOPE, TriggerConfig, TriggerRunner
 from tests.processor.commands_support import checkpoint_files, make_stack, stack_fixture, wait_for  # noqa: F401  (`stack`)
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET

@@ -32,7 +32,7 @@ from processor.delivery.loop import RangeLoop, RangeRun
 from processor.event import TriggerEvent
 from processor.kafka.tracking import DeliveryTracker, Undeliverable
 from processor.projection import Projector
-from processor.retry import RetryStats, sls_retrying
+from processor.sls.retry import RetryStats, sls_retrying
 
 TOPIC, DLQ, CKPT_TOPIC = "cars", "cars-dlq", "cars-ckpt"
 

@@ -17,7 +17,7 @@ from common.cursors import cursor_position
 from common.errors import BudgetExceededError, DeadLetterToleranceError, SinkError, SourceError
 from processor.dead_letter import MAX_ORIGINAL_BYTES
 from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES, AtLeastOnce
-from processor.source import FIRST_PULL_COUNT, TARGET_PAGE_BYTES, page_count
+from processor.sls.source import FIRST_PULL_COUNT, TARGET_PAGE_BYTES, page_count
 from tests.processor.delivery.delivery_fakes import (
     DLQ,
     KEY,

@@ -20,7 +20,7 @@ from typing import Any
 
 from checkpoints.base import CheckpointKey
 from common.errors import CheckpointError, ProcessorError
-from processor.backfill import (
+from processor.backfill.runs import (
     BackfillJob,
     DryRunInvoker,
     Invoker,

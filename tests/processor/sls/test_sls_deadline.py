@@ -8,9 +8,9 @@ import pytest
 
 from common.deadline import Deadline
 from common.errors import BudgetExceededError, SourceError
-from processor.backfill import plan
-from processor.retry import DeadlineLogClient, PullTooLargeError
-from processor.shards import BEGIN, END, Logstore, ShardInfo
+from processor.backfill.runs import plan
+from processor.sls.retry import DeadlineLogClient, PullTooLargeError
+from processor.sls.shards import BEGIN, END, Logstore, ShardInfo
 from tests.pipeline_support import put_groups
 
 

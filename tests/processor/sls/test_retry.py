@@ -12,7 +12,7 @@ from common import deadline as deadline_module
 from common.deadline import Deadline
 from common.errors import BudgetExceededError, CursorExpiredError
 from processor.invocation_retry import invocation_retrying
-from processor.retry import SLS_BACKOFF, RetryStats, backoff, sls_retrying, stop_before_deadline
+from processor.sls.retry import SLS_BACKOFF, RetryStats, backoff, sls_retrying, stop_before_deadline
 
 
 class Clock:

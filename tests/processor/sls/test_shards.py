@@ -7,8 +7,8 @@ from types import SimpleNamespace
 from common.cursors import cursor_from_position, cursor_position
 from common.deadline import Deadline
 from processor.config import SourceConfig
-from processor.retry import RetryStats, sls_retrying
-from processor.shards import Logstore
+from processor.sls.retry import RetryStats, sls_retrying
+from processor.sls.shards import Logstore
 
 
 class _Shard:

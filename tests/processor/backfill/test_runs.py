@@ -11,18 +11,18 @@ import orjson
 import pytest
 
 from common.errors import ConfigError
-from processor.backfill import (
+from processor.backfill.jobs import JobManifest, JobManifests, JobRequest, bind_job
+from processor.backfill.runs import (
     BackfillJob,
     LocalInvoker,
     ShardRange,
     run_shard,
 )
-from processor.backfill_jobs import JobManifest, JobManifests, JobRequest, bind_job
 from processor.credentials import Credentials
 from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES
 from processor.event import cursor_position
 from processor.runtime import Runtime
-from processor.shards import Position, cursor_from_position
+from processor.sls.shards import Position, cursor_from_position
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import put_groups
 from tests.processor.commands_support import checkpoint_files, stack_fixture, stop, wait_for  # noqa: F401  (the `stack` fixture)

@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 
 from common.errors import CheckpointError, ConfigError
-from processor.backfill import BackfillJob, ShardRange
-from processor.shards import Position
+from processor.backfill.runs import BackfillJob, ShardRange
+from processor.sls.shards import Position
 
 log = logging.getLogger(__name__)
 

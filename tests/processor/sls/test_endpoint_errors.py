@@ -20,12 +20,12 @@ from aliyun.log import LogClient, LogException
 from common.errors import ConfigError, SourceError
 from devstack import stack
 from devstack.cli import access_lines
-from processor.endpoint import check_endpoint
-from processor.retry import is_retriable_sls_error
-from processor.shards import Logstore
+from processor.sls.endpoint import check_endpoint
+from processor.sls.retry import is_retriable_sls_error
+from processor.sls.shards import Logstore
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 # Fails at once: the subprocess' start (imports) plus one name lookup, far below the SDK's 10 retries.
 PROMPT_SECONDS = 8.0

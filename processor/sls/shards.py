@@ -2,7 +2,7 @@
 `Logstore.build_part` opens a reader of one shard from a resume cursor (the cursor a checkpoint holds). Besides,
 the metadata the trigger runner, backfill and lag need: cursors by time, receive times.
 
-Every call goes through the SLS retry policy (`processor.retry.sls_retrying`) within a budget of its own;
+Every call goes through the SLS retry policy (`processor.sls.retry.sls_retrying`) within a budget of its own;
 anything else becomes a `SourceError` naming the call, so a wrong project or endpoint fails with one clear line.
 """
 
@@ -21,8 +21,8 @@ from common.errors import BudgetExceededError, ConfigError, SourceError
 from common.sls_errors import sls_error
 from processor.config import SourceConfig
 from processor.event import cursor_position
-from processor.retry import DeadlineLogClient, sls_retrying
-from processor.source import Gap, ShardRangeSource
+from processor.sls.retry import DeadlineLogClient, sls_retrying
+from processor.sls.source import Gap, ShardRangeSource
 
 # A metadata call from the command line has no invocation's deadline: this bounds it, retries included.
 METADATA_BUDGET_SECONDS = 60.0

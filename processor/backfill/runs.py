@@ -11,7 +11,7 @@ Resuming: the events of one shard run in order and share the shard's checkpoint 
 are recognised as delivered without reading anything, and the interrupted one resumes inside its range.
 
 That reasoning holds only for the range the job was started with, so a job id is bound to its ranges
-(`processor.backfill_jobs`).
+(`processor.backfill.jobs`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from processor.delivery.observers import Emit, ProjectedPage
 from processor.event import TriggerEvent, cursor_position
 from processor.invocation_retry import StopFlag, invocation_retrying
 from processor.runtime import Runtime
-from processor.shards import Logstore, Position, ShardInfo
+from processor.sls.shards import Logstore, Position, ShardInfo
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from common.errors import BudgetExceededError, CursorExpiredError, SourceError
 from common.sls_errors import sls_error
 from processor.config import SourceConfig
 from processor.event import cursor_position
-from processor.retry import PullTooLargeError
+from processor.sls.retry import PullTooLargeError
 
 log = logging.getLogger(__name__)
 

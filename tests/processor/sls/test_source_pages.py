@@ -8,9 +8,9 @@ from types import SimpleNamespace
 from common.deadline import Deadline
 from processor.config import SourceConfig
 from processor.event import cursor_position
-from processor.retry import PullTooLargeError, RetryStats, sls_retrying
-from processor.shards import cursor_from_position
-from processor.source import MAX_PAGE_BYTES, TARGET_PAGE_BYTES, ShardRangeSource, page_count
+from processor.sls.retry import PullTooLargeError, RetryStats, sls_retrying
+from processor.sls.shards import cursor_from_position
+from processor.sls.source import MAX_PAGE_BYTES, TARGET_PAGE_BYTES, ShardRangeSource, page_count
 
 MB = 1 << 20
 
