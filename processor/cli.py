@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "processor.commands.lag",
     "processor.commands.plan",
     "processor.commands.package",
+    "processor.commands.alerts",
     "devstack.demo",
     "devstack.cli",
 )

@@ -1,0 +1,289 @@
+"""The rules file (YAML) as frozen dataclasses, validated at start-up; every error names rule, key and line.
+
+Three kinds of rule:
+  * `record`: a condition per record, alerting per `key` (a car over 120 km/h), batched into one digest per
+    evaluation, each key then quiet for `repeat`;
+  * `window`: an aggregate (count, sum, avg, min, max, pNN, distinct) over event-time windows across all shards,
+    with an optional filter and group-by, tumbling (`window`) or hopping (`window` + `hop`);
+  * `absence`: nothing (matching `filter`) from a key, or from the whole logstore, for `after`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from alerting.expressions import Condition, ExpressionError, compile_condition
+from alerting.yaml_lines import Located, load_located
+from common.errors import ConfigError
+
+KINDS = ("record", "window", "absence")
+SEVERITIES = ("info", "warning", "critical")
+AGGREGATES = ("count", "sum", "avg", "min", "max", "distinct")  # and pNN, a percentile
+COMPARISONS = (">=", "<=", "!=", "==", ">", "<")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
+_THRESHOLD = re.compile(r"^\s*(>=|<=|!=|==|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+MAX_PANES_PER_WINDOW = 1440
+
+COMMON_KEYS = {"name", "type", "severity", "description", "labels", "for", "keep_firing", "repeat", "send_resolved",
+               "silence_until"}
+KIND_KEYS = {
+    "record": {"when", "key", "value", "every"},
+    "window": {"aggregate", "field", "filter", "group_by", "window", "hop", "threshold"},
+    "absence": {"key", "filter", "after", "every"},
+}
+
+
+class RulesError(ConfigError):
+    """A rules file that cannot be used, with where and why."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    kind: str
+    severity: str = "warning"
+    description: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    for_windows: int = 1  # consecutive breaching windows before firing
+    keep_firing: int = 0  # clear windows tolerated before resolving (hysteresis against flapping)
+    repeat_seconds: int = 4 * 3600
+    send_resolved: bool = True
+    silence_until: int = 0  # epoch seconds; nothing is sent before it
+    condition: Condition | None = None  # record: `when`; window and absence: `filter`
+    key: str | None = None  # record and absence: per key; window: `group_by`
+    value_field: str | None = None  # record: the field reported per key; window: the aggregated field
+    aggregate: str = "count"
+    percentile: float = 0.0
+    window_seconds: int = 60
+    hop_seconds: int = 60  # the pane: partials are per hop, windows merge window/hop panes
+    comparison: str = ">"
+    threshold: float = 0.0
+    after_seconds: int = 0
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """The projected fields the rule reads."""
+        own = {f for f in (self.key, self.value_field) if f}
+        return frozenset(own) | (self.condition.fields if self.condition else frozenset())
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    grace_seconds: int = 60  # a window closes at its end plus this, by wall clock
+    late_horizon_seconds: int = 3600  # closed windows kept this long for corrections from late records
+    source: str = ""
+
+    def check_fields(self, projected: frozenset[str] | set[str], variable: str = "PROJECTION_FIELDS") -> None:
+        """Every field a rule reads must be projected: the observer sees projected records only."""
+        for rule in self.rules:
+            missing = sorted(rule.fields - set(projected))
+            if missing:
+                msg = (f"{self.source}: rule {rule.name!r} reads field(s) {', '.join(missing)}, which {variable} "
+                       f"does not project ({', '.join(sorted(projected))}); add them there")
+                raise RulesError(msg)
+
+
+def load_rules(path: str | Path) -> RuleSet:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        msg = f"cannot read rules file {p}: {exc.strerror or exc}"
+        raise RulesError(msg) from None
+    return parse_rules(text, str(p))
+
+
+def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
+    try:
+        doc = load_located(text, source)
+    except ValueError as exc:
+        raise RulesError(str(exc)) from None
+    if not isinstance(doc, Located):
+        msg = f"{source}: expected a mapping with a 'rules' list"
+        raise RulesError(msg)
+    _unknown(doc, {"rules", "evaluator"}, source, "the file")
+    ev = doc.get("evaluator") or Located()
+    if not isinstance(ev, Located):
+        msg = f"{source}:{doc.lines['evaluator']}: 'evaluator' must be a mapping"
+        raise RulesError(msg)
+    _unknown(ev, {"grace", "late_horizon"}, source, "evaluator")
+    where = _Where(source, "evaluator", ev)
+    grace = where.duration("grace", 60, minimum=0)
+    late = where.duration("late_horizon", 3600, minimum=0)
+    items = doc.get("rules")
+    if not isinstance(items, list) or not items:
+        line = doc.lines.get("rules", 1)
+        msg = f"{source}:{line}: 'rules' must be a non-empty list of rules"
+        raise RulesError(msg)
+    rules, seen = [], set()
+    for item in items:
+        rule = _rule(item, source)
+        if rule.name in seen:
+            msg = f"{source}:{item.line}: rule {rule.name!r}: key 'name': the name is used twice"
+            raise RulesError(msg)
+        seen.add(rule.name)
+        rules.append(rule)
+    return RuleSet(tuple(rules), grace, late, source)
+
+
+def _unknown(m: Located, allowed: set[str], source: str, what: str) -> None:
+    for key in m:
+        if key not in allowed:
+            msg = f"{source}:{m.lines[key]}: {what}: unknown key {key!r}; allowed: {', '.join(sorted(allowed))}"
+            raise RulesError(msg)
+
+
+class _Where:
+    """Reads keys of one mapping; every error says file, line, rule and key."""
+
+    def __init__(self, source: str, rule: str, m: Located) -> None:
+        self.source, self.rule, self.m = source, rule, m
+
+    def fail(self, key: str, problem: str) -> RulesError:
+        line = self.m.lines.get(key, self.m.line)
+        return RulesError(f"{self.source}:{line}: {self.rule}: key {key!r}: {problem}")
+
+    def text(self, key: str, default: str | None = None, choices: tuple[str, ...] = ()) -> str | None:
+        value = self.m.get(key, default)
+        if value is None:
+            return None
+        if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value).strip() == "":
+            raise self.fail(key, f"expected a non-empty text, got {value!r}")
+        value = str(value).strip()
+        if choices and value not in choices:
+            raise self.fail(key, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def integer(self, key: str, default: int, minimum: int) -> int:
+        value = self.m.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise self.fail(key, f"expected a whole number >= {minimum}, got {value!r}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.m.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"expected true or false, got {value!r}")
+        return value
+
+    def duration(self, key: str, default: int, minimum: int = 1) -> int:
+        value = self.m.get(key, default)
+        seconds = value if isinstance(value, int) and not isinstance(value, bool) else None
+        if isinstance(value, str) and (m := _DURATION.match(value.strip())):
+            seconds = int(m[1]) * _UNITS[m[2]]
+        if seconds is None or seconds < minimum:
+            raise self.fail(key, f"expected a duration like 30s, 5m, 1h or 1d (at least {minimum} s), got {value!r}")
+        return seconds
+
+    def condition(self, key: str) -> Condition | None:
+        text = self.m.get(key)
+        if text is None:
+            return None
+        if not isinstance(text, str):
+            raise self.fail(key, f"expected a condition such as 'speed > 120', got {text!r}")
+        try:
+            return compile_condition(text)
+        except ExpressionError as exc:
+            raise self.fail(key, f"{exc} (at column {exc.column + 1})") from None
+
+    def instant(self, key: str) -> int:
+        value = self.m.get(key)
+        if value is None:
+            return 0
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise self.fail(key, f"expected an ISO time like 2026-12-31T08:00:00Z, got {value!r}") from None
+        if isinstance(value, date) and not isinstance(value, datetime):
+            value = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        if not isinstance(value, datetime):
+            raise self.fail(key, f"expected an ISO time like 2026-12-31T08:00:00Z, got {value!r}")
+        if value.tzinfo is None:
+            raise self.fail(key, "give a time zone (e.g. Z or +08:00): a bare time is ambiguous")
+        return int(value.timestamp())
+
+
+def _rule(item: Any, source: str) -> Rule:
+    if not isinstance(item, Located):
+        msg = f"{source}: each rule must be a mapping, got {item!r}"
+        raise RulesError(msg)
+    name = item.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        line = item.lines.get("name", item.line)
+        msg = (f"{source}:{line}: rule at line {item.line}: key 'name': expected a name of letters, digits, '.', "
+               f"'_' or '-', got {name!r}")
+        raise RulesError(msg)
+    w = _Where(source, f"rule {name!r}", item)
+    kind = w.text("type", choices=KINDS)
+    if kind is None:
+        raise w.fail("type", f"missing; one of {', '.join(KINDS)}")
+    _unknown(item, COMMON_KEYS | KIND_KEYS[kind], source, f"rule {name!r} (type {kind})")
+    labels = item.get("labels") or {}
+    if not isinstance(labels, dict) or not all(isinstance(v, (str, int, float)) for v in labels.values()):
+        raise w.fail("labels", "expected a mapping of names to texts")
+    common: dict[str, Any] = {
+        "name": name, "kind": kind, "severity": w.text("severity", "warning", SEVERITIES),
+        "description": w.text("description") or "", "labels": {str(k): str(v) for k, v in labels.items()},
+        "for_windows": w.integer("for", 1, 1), "keep_firing": w.integer("keep_firing", 0, 0),
+        "send_resolved": w.boolean("send_resolved", True), "silence_until": w.instant("silence_until"),
+    }
+    if kind == "record":
+        when = w.condition("when")
+        if when is None:
+            raise w.fail("when", "missing; a condition such as 'speed > 120'")
+        every = w.duration("every", 60)
+        return Rule(**common, condition=when, key=_required_text(w, "key"), value_field=w.text("value"),
+                    repeat_seconds=w.duration("repeat", 3600), window_seconds=every, hop_seconds=every)
+    if kind == "absence":
+        after = w.duration("after", 0)
+        every = w.duration("every", 60)
+        return Rule(**common, condition=w.condition("filter"), key=w.text("key"), after_seconds=after,
+                    repeat_seconds=w.duration("repeat", 4 * 3600), window_seconds=every, hop_seconds=every)
+    return _window_rule(w, common)
+
+
+def _required_text(w: _Where, key: str) -> str:
+    value = w.text(key)
+    if value is None:
+        raise w.fail(key, "missing")
+    return value
+
+
+def _window_rule(w: _Where, common: dict[str, Any]) -> Rule:
+    aggregate = _required_text(w, "aggregate")
+    percentile = 0.0
+    if (m := _PERCENTILE.match(aggregate)) is not None:
+        percentile = float(m[1])
+        if not 0 < percentile < 100:
+            raise w.fail("aggregate", f"a percentile is p1 to p99, got {aggregate!r}")
+    elif aggregate not in AGGREGATES:
+        raise w.fail("aggregate", f"{aggregate!r} is not one of {', '.join(AGGREGATES)} or pNN (e.g. p95)")
+    value_field = w.text("field")
+    if aggregate == "count" and value_field is not None:
+        raise w.fail("field", "count counts records: leave 'field' out, or use 'filter' to choose them")
+    if aggregate != "count" and value_field is None:
+        raise w.fail("field", f"{aggregate} needs the field it aggregates")
+    window = w.duration("window", 0)
+    hop = w.duration("hop", window)
+    if hop > window or window % hop:
+        raise w.fail("hop", f"the hop ({hop} s) must divide the window ({window} s)")
+    if window // hop > MAX_PANES_PER_WINDOW:
+        raise w.fail("hop", f"at most {MAX_PANES_PER_WINDOW} hops per window, got {window // hop}")
+    raw = w.m.get("threshold")
+    m = _THRESHOLD.match(str(raw)) if isinstance(raw, str) else None
+    if m is None:
+        raise w.fail("threshold", f"expected a comparison and a number such as '> 50' or '< 5', got {raw!r}")
+    return Rule(**common, condition=w.condition("filter"), key=w.text("group_by"), value_field=value_field,
+                aggregate="percentile" if percentile else aggregate, percentile=percentile, window_seconds=window,
+                hop_seconds=hop, comparison=m[1], threshold=float(m[2]),
+                repeat_seconds=w.duration("repeat", 4 * 3600))
