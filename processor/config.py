@@ -140,6 +140,12 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    rules_file: Path | None = None
+    partials_topic: str = "sls-kafka-alert-partials"
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     timeout_seconds: float = 600.0
     margin_seconds: float = 10.0
@@ -182,6 +188,7 @@ class Settings:
     source: SourceConfig = SourceConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -235,7 +242,9 @@ class Settings:
             margin_seconds=r.number("TIME_BUDGET_MARGIN_SECONDS", 0, 3600),
             log_level=r.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
         )
-        return cls(kafka, projection, source, checkpoint, runtime)
+        rules_file = r.text("ALERT_RULES")
+        alerts = AlertsConfig(Path(rules_file) if rules_file else None, r.nonempty("ALERT_PARTIALS_TOPIC"))
+        return cls(kafka, projection, source, checkpoint, runtime, alerts)
 
     def with_parameter(self, parameter: Mapping[str, Any]) -> Settings:
         """Apply a trigger's `functionParameter` overrides (see PARAMETER_KEYS); unknown keys are an error."""

@@ -60,6 +60,16 @@ def _masked(exc: ProcessorError, secrets: tuple[str, ...]) -> ProcessorError:
     return type(exc)(text)
 
 
+def alert_observer(settings: Settings) -> BatchObserver:
+    """The alert rules' observer; a rules file that is wrong, or reads a field not projected, fails start-up."""
+    from alerting.observer import AlertObserver
+    from alerting.rules import load_rules
+
+    rules = load_rules(settings.alerts.rules_file or "")
+    rules.check_fields({f.output for f in settings.projection.fields})
+    return AlertObserver(rules, settings.alerts.partials_topic)
+
+
 class Runtime:
     """Everything an FC instance (or a poller process) keeps between invocations."""
 
@@ -78,6 +88,8 @@ class Runtime:
         self._client: tuple[tuple[str, ...], LogClient] | None = None
         # Per-batch observers every run of this instance feeds (see processor.delivery.observers).
         self.observers: list[BatchObserver] = []
+        if settings.alerts.rules_file is not None:
+            self.observers.append(alert_observer(settings))
         self._busy = threading.Lock()
 
     @classmethod

@@ -64,6 +64,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TIME_BUDGET_MARGIN_SECONDS", "10", "Stop this long before the FC timeout so progress is saved and "
              "the invocation fails cleanly instead of being killed. At most 20% of the timeout is used (a warning "
              "says so when more is set)."),
+    Variable("ALERT_RULES", "", "Alert rules file (YAML, see Alerts); set: each page's partial aggregates go to "
+             "ALERT_PARTIALS_TOPIC for the evaluator. Relative to the working directory (`/code` on FC). Empty: off."),
+    Variable("ALERT_PARTIALS_TOPIC", "sls-kafka-alert-partials", "Topic of the alert rules' partial aggregates "
+             "(one record per page; compacted or deleted after a day)."),
     Variable("LOG_LEVEL", "INFO", "Python logging level of the function and of `run` and `backfill` (`-v`: DEBUG)."),
 )
 

@@ -41,8 +41,8 @@ def load() -> dict[str, Any]:
 
 
 def props(doc: dict[str, Any]) -> dict[str, Any]:
-    (resource,) = doc["resources"].values()
-    return resource["props"]
+    """The processor function's props (the alert evaluator is the other resource)."""
+    return doc["resources"]["sls-kafka-processor"]["props"]
 
 
 def trigger(doc: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,142 @@
+"""The evaluator: partials merged across shards → rule engines → state and outbox committed → outbox sent.
+
+One `tick` is what the timer-triggered function does per invocation and `sls-kafka alerts run` per interval:
+  1. read the partials written within the look-back (the longest window, the grace and the late horizon);
+  2. evaluate every rule against its state, loaded from the state topic when the evaluator started;
+  3. commit, in one transaction, the new rule states, an outbox entry per new notification, and the history;
+  4. send what is due: claim (committed), call the channel, record the result and its reply (committed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerting.engine import RuleEngine
+from alerting.notification import Channel
+from alerting.outbox import SENT, claimed, due, from_json, new_entry, send, settled
+from alerting.partials import PartialIndex
+from alerting.rules import RuleSet
+from alerting.state import RuleState
+from alerting.store import AlertStore, Record, read_partials
+from common.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+RULE_KEY, OUTBOX_KEY = "rule/", "outbox/"
+# Partials written this long before the oldest window still open or correctable are read too (clock skew).
+LOOKBACK_MARGIN_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class EvaluatorConfig:
+    client_config: Mapping[str, Any] = field(repr=False)
+    partials_topic: str = "sls-kafka-alert-partials"
+    state_topic: str = "sls-kafka-alert-state"
+    history_topic: str = "sls-kafka-alert-history"
+    claim_lease_seconds: float = 120.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> EvaluatorConfig:
+        env = os.environ if env is None else env
+        bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+        if not bootstrap:
+            msg = "KAFKA_BOOTSTRAP_SERVERS is not set: the evaluator reads partials and keeps its state in Kafka"
+            raise ConfigError(msg)
+        conf: dict[str, Any] = {"bootstrap.servers": bootstrap}
+        for var, key in (("KAFKA_SECURITY_PROTOCOL", "security.protocol"), ("KAFKA_SASL_MECHANISM", "sasl.mechanism"),
+                         ("KAFKA_SASL_USERNAME", "sasl.username"), ("KAFKA_SASL_PASSWORD", "sasl.password")):
+            if env.get(var, "").strip():
+                conf[key] = env[var].strip()
+        lease = env.get("ALERT_CLAIM_LEASE_SECONDS", "120")
+        try:
+            lease_seconds = float(lease)
+        except ValueError:
+            msg = f"ALERT_CLAIM_LEASE_SECONDS={lease!r} is not a number of seconds"
+            raise ConfigError(msg) from None
+        return cls(conf, env.get("ALERT_PARTIALS_TOPIC") or cls.partials_topic,
+                   env.get("ALERT_STATE_TOPIC") or cls.state_topic,
+                   env.get("ALERT_HISTORY_TOPIC") or cls.history_topic, lease_seconds)
+
+
+@dataclass
+class TickReport:
+    partials: int = 0
+    notifications: int = 0
+    sent: int = 0
+    failed: int = 0
+
+
+class Evaluator:
+    def __init__(self, rules: RuleSet, config: EvaluatorConfig, channel: Channel,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.rules, self.config, self.channel, self.clock = rules, config, channel, clock
+        self.engines = [RuleEngine(r, rules.grace_seconds, rules.late_horizon_seconds) for r in rules.rules]
+        self.store = AlertStore(config.client_config, config.state_topic, config.history_topic)
+        loaded = self.store.load()
+        self.states = {e.rule.name: RuleState.from_json(loaded[RULE_KEY + e.rule.name])
+                       if RULE_KEY + e.rule.name in loaded else RuleState() for e in self.engines}
+        self.outbox = {k[len(OUTBOX_KEY):]: v for k, v in loaded.items() if k.startswith(OUTBOX_KEY)}
+        longest = max(max(r.window_seconds, r.after_seconds) for r in rules.rules)
+        self.lookback = longest + rules.grace_seconds + rules.late_horizon_seconds + LOOKBACK_MARGIN_SECONDS
+
+    def tick(self) -> TickReport:
+        now = self.clock()
+        report = TickReport()
+        index = PartialIndex()
+        partials = read_partials(self.config.client_config, self.config.partials_topic,
+                                 int((now - self.lookback) * 1000))
+        for partial in sorted(partials, key=lambda p: p.emitted_ms):
+            index.add(partial)
+        report.partials = len(partials)
+        records: list[Record] = []
+        history = self.config.history_topic
+        for engine in self.engines:
+            state = self.states[engine.rule.name]
+            outcome = engine.evaluate(state, index, now)
+            records.append((self.config.state_topic, RULE_KEY + engine.rule.name, state.to_json()))
+            for event in outcome.events:
+                records.append((history, engine.rule.name, {"at": now, **event}))
+            for n in outcome.notifications:
+                if n.id in self.outbox:
+                    continue
+                entry = self.outbox[n.id] = new_entry(n, now)
+                records.append((self.config.state_topic, OUTBOX_KEY + n.id, entry))
+                report.notifications += 1
+        self.store.commit(records)
+        self._dispatch(report)
+        return report
+
+    def _dispatch(self, report: TickReport) -> None:
+        lease = self.config.claim_lease_seconds
+        for nid, entry in sorted(self.outbox.items(), key=lambda kv: kv[1]["created"]):
+            now = self.clock()
+            if not due(entry, now, lease):
+                continue
+            n = from_json(entry["notification"])
+            claim = claimed(entry, now)
+            # Committed before the channel is called: a raced or restarted evaluator sees the claim.
+            self.store.commit([(self.config.state_topic, OUTBOX_KEY + nid, claim)])
+            self.outbox[nid] = claim
+            result = send(self.channel, n)
+            done = settled(claim, result, self.clock())
+            attempt = {"at": self.clock(), "event": "attempt", "rule": n.rule, "id": nid,
+                       "transition": n.transition.value, "channel": getattr(self.channel, "name", "?"),
+                       "attempt": claim["attempts"], "delivered": result.delivered, "retryable": result.retryable,
+                       "reply": result.reply}
+            self.store.commit([(self.config.state_topic, OUTBOX_KEY + nid, done),
+                               (self.config.history_topic, n.rule, attempt)])
+            self.outbox[nid] = done
+            if done["status"] == SENT:
+                report.sent += 1
+            else:
+                report.failed += 1
+                log.warning("alert %s (%s %s) not sent, retried later: %s", nid, n.rule, n.transition.value,
+                            result.reply)
+
+    def close(self) -> None:
+        self.store.close()
