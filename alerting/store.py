@@ -71,7 +71,9 @@ def read_topic(client_config: Mapping[str, Any], topic: str,
     """Every committed record of `topic` (from `start_ms`, else the beginning) as (key, value), in offset order."""
     consumer = Consumer({**client_config, "group.id": f"sls-kafka-alerts-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "enable.partition.eof": True,
-                         "isolation.level": "read_committed"})
+                         "isolation.level": "read_committed",
+                         # The end of a partition is known after one fetch: no need to wait for more data there.
+                         "fetch.wait.max.ms": 50})
     try:
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if meta is None or meta.error is not None:
