@@ -54,7 +54,7 @@ def decode(key: bytes | None, value: bytes) -> Partial:
         stream = (str(doc["project"]), str(doc["logstore"]), int(doc["shard"]))
         return Partial((key or b"").decode(), stream, int(doc["begin"]), int(doc["end"]), int(doc["emitted_ms"]),
                        rules)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
         msg = f"partial record {key!r} is not one the alert observer writes: {exc!r}"
         raise ValueError(msg) from None
 
