@@ -87,8 +87,8 @@ class _Context:
         n = Notification(
             id=notification_id(r.name, transition, group, start, extra), rule=r.name, severity=r.severity,
             transition=transition, description=r.description or r.name, value=value,
-            threshold=None if r.kind == "absence" else r.threshold,
-            comparison="absent" if r.kind == "absence" else r.comparison, window_start=start, window_end=end,
+            threshold=r.threshold if r.kind == "window" else None, comparison=_comparison(r), window_start=start,
+            window_end=end,
             groups=groups, history=tuple(history), samples=tuple(samples),
             labels={**r.labels, **({r.key: group} if r.key and group and r.kind == "window" else {})})
         silenced = self.now < r.silence_until
@@ -97,6 +97,15 @@ class _Context:
                                 "window_end": end, "silenced": silenced})
         if not silenced:
             self.out.notifications.append(n)
+
+
+def _comparison(rule: Rule) -> str:
+    """What the value is compared with: the threshold's operator, or what a record or absence rule tests."""
+    if rule.kind == "window":
+        return rule.comparison
+    if rule.kind == "absence":
+        return "absent"
+    return rule.condition.text if rule.condition else ""
 
 
 def _breach(rule: Rule, value: float | None) -> bool:
