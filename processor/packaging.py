@@ -31,7 +31,7 @@ from common.errors import ProcessorError
 log = logging.getLogger(__name__)
 
 # What FC needs to run `index.handler`: not devstack/ (local stack) nor tests/.
-PROJECT_PATHS = ("index.py", "processor", "checkpoints", "common", "alerting")
+PROJECT_PATHS = ("index.py", "processor", "checkpoints", "common", "alerting", "alerts_index.py")
 # glibc 2.17: runs on any x86-64 Linux FC could use. Newer tags (manylinux_2_28_x86_64) can be added by the caller.
 PLATFORM = "manylinux2014_x86_64"
 # Bytecode of this Python is useless to another one; pip is told not to write it and copies skip it, and the

@@ -79,8 +79,10 @@ def check_shape(doc: dict[str, Any]) -> list[str]:
     if str(doc.get("edition")) != "3.0.0":
         problems.append(f"edition {doc.get('edition')!r} is not 3.0.0")
     resources = doc.get("resources") or {}
-    if len(resources) != 1 or next(iter(resources.values())).get("component") != "fc3":
-        problems.append("expected exactly one resource, with component fc3")
+    # The processor and the alert evaluator (tests/alerting/test_s_yaml_evaluator.py checks the latter).
+    if set(resources) != {"sls-kafka-processor", "sls-kafka-alerts"} or any(
+            r.get("component") != "fc3" for r in resources.values()):
+        problems.append("expected the resources sls-kafka-processor and sls-kafka-alerts, with component fc3")
     return problems
 
 

@@ -1,13 +1,17 @@
 """The rules file: a complete file loads, each kind of mistake is refused naming rule, key and line."""
 
+from pathlib import Path
+
 import pytest
 
-from alerting.rules import RulesError, parse_rules
-from tests.alerting.rules_examples import VEHICLE_RULES
+from alerting.rules import RulesError, load_rules, parse_rules
+
+VEHICLE_RULES = Path(__file__).resolve().parents[2] / "alerting" / "rules" / "vehicles.yaml"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_the_vehicle_rules_load_with_their_settings():
-    rules = parse_rules(VEHICLE_RULES, "vehicles.yaml")
+    rules = load_rules(VEHICLE_RULES)
     by_name = {r.name: r for r in rules.rules}
     assert (rules.grace_seconds, rules.late_horizon_seconds) == (120, 3600)
     speeding = by_name["speeding"]
@@ -18,9 +22,10 @@ def test_the_vehicle_rules_load_with_their_settings():
     burst = by_name["speeding-burst"]
     assert (burst.window_seconds, burst.hop_seconds, burst.comparison, burst.threshold) == (300, 60, ">", 50.0)
     assert (burst.for_windows, burst.keep_firing, burst.send_resolved) == (2, 1, True)
-    assert (by_name["speed-p95"].aggregate, by_name["speed-p95"].percentile) == ("percentile", 95.0)
+    assert (by_name["zone-speed-p95"].aggregate, by_name["zone-speed-p95"].percentile) == ("percentile", 95.0)
     assert by_name["busy-hour"].send_resolved is False
-    assert by_name["car-silent"].silence_until == 1767225600
+    assert by_name["car-silent"].labels == {"team": "fleet"}
+    assert by_name["logstore-silent"].silence_until == 1767225600
     assert by_name["logstore-silent"].key is None
     assert by_name["traffic-jam"].fields == {"speed", "zone"}
 
@@ -69,7 +74,12 @@ def test_each_mistake_is_refused_naming_rule_key_and_line(text, message):
 
 
 def test_a_rule_reading_a_field_the_function_does_not_project_is_refused():
-    rules = parse_rules(VEHICLE_RULES, "vehicles.yaml")
+    rules = load_rules(VEHICLE_RULES)
     with pytest.raises(RulesError, match=r"rule 'traffic-jam' reads field\(s\) zone, which PROJECTION_FIELDS does not"):
         rules.check_fields({"speed", "carID"})
     rules.check_fields({"speed", "carID", "zone"})
+
+
+def test_the_readme_shows_the_shipped_vehicle_rules():
+    block = README.read_text().split("## Alerts", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert block == VEHICLE_RULES.read_text()

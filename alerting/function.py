@@ -1,0 +1,47 @@
+"""The evaluator as an FC function behind a timer trigger: each invocation is one evaluation (`Evaluator.tick`).
+
+A warm instance keeps its evaluator (rule states and outbox in memory, its transactional producer). An
+instance fenced by a newer one fails that invocation and builds a new evaluator at the next, which reloads the
+state the newer one committed and fences it in turn: at any time one evaluator can commit claims.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict
+from typing import Any
+
+from alerting.channel_config import load_channel
+from alerting.evaluator import Evaluator, EvaluatorConfig
+from alerting.rules import load_rules
+from common.errors import ConfigError, FatalSinkError
+
+log = logging.getLogger("alerting")
+
+_evaluator: Evaluator | None = None
+
+
+def initialize(context: Any = None) -> Evaluator:
+    """FC initializer: the rules, the channel and the Kafka settings are checked here, once per instance."""
+    global _evaluator
+    env = os.environ
+    for name in ("ALERT_RULES", "ALERT_CHANNEL"):
+        if not env.get(name, "").strip():
+            msg = f"{name} is not set: the evaluator needs the rules file and the channel (see README, Alerts)"
+            raise ConfigError(msg)
+    rules = load_rules(env["ALERT_RULES"].strip())
+    _evaluator = Evaluator(rules, EvaluatorConfig.from_env(env), load_channel(env["ALERT_CHANNEL"].strip(), env))
+    return _evaluator
+
+
+def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
+    """One evaluation; returns what it did. Raises (FC logs it, the next tick retries) when Kafka failed."""
+    global _evaluator
+    evaluator = _evaluator or initialize(context)
+    try:
+        return asdict(evaluator.tick())
+    except FatalSinkError:
+        evaluator.close()
+        _evaluator = None
+        raise

@@ -1,0 +1,35 @@
+"""s.yaml's second function, the alert evaluator, against the code it runs."""
+
+import importlib
+import re
+from pathlib import Path
+
+import yaml
+
+from alerting.evaluator import EvaluatorConfig
+from alerting.rules import load_rules
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = yaml.safe_load((ROOT / "s.yaml").read_text())
+PROPS = DOC["resources"]["sls-kafka-alerts"]["props"]
+ENV = PROPS["environmentVariables"]
+
+
+def test_handler_and_initializer_exist():
+    for setting in (PROPS["handler"], PROPS["instanceLifecycleConfig"]["initializer"]["handler"]):
+        module, function = setting.rsplit(".", 1)
+        assert callable(getattr(importlib.import_module(module), function)), setting
+
+
+def test_the_rules_it_names_ship_and_the_timer_ticks_once_per_hop():
+    rules = load_rules(ROOT / ENV["ALERT_RULES"])
+    [timer] = PROPS["triggers"]
+    every = re.fullmatch(r"@every (\d+)m", timer["triggerConfig"]["cronExpression"])
+    assert int(every[1]) * 60 <= min(r.hop_seconds for r in rules.rules)
+
+
+def test_its_configuration_reads_and_the_claim_lease_outlasts_an_invocation():
+    config = EvaluatorConfig.from_env({k: "x" if v.startswith("${") else v for k, v in ENV.items()})
+    assert config.claim_lease_seconds > PROPS["timeout"]
+    assert ENV["ALERT_PARTIALS_TOPIC"] == DOC["resources"]["sls-kafka-processor"]["props"]["environmentVariables"][
+        "ALERT_PARTIALS_TOPIC"]
