@@ -207,3 +207,23 @@ def test_absence_of_one_car_fires_and_resolves_when_it_comes_back(kafka, topic_f
                                                                                     ("resolved", ["1"])]
     # Car 1's last record before the silence was at t0 + 40; the alert fired once the watermark was 5 min past it.
     assert sent[0]["window_start"] == t0 + 40
+
+
+def test_exactly_once_partials_are_committed_with_their_pages(kafka, topic_factory, tmp_path, function_env, logstore):
+    checkpoints = topic_factory(config={"cleanup.policy": "compact"})
+    stack = alert_stack(TUMBLING_BURST, kafka, topic_factory, tmp_path, function_env,
+                        {"DELIVERY_MODE": "exactly-once", "KAFKA_CHECKPOINT_TOPIC": checkpoints})
+    t0 = window_start(300)
+    for shard in range(4):
+        logstore.put(shard, [({"speed": 130, "carID": i, "zone": "z"}, t0 + i) for i in range(20)])
+    logstore.deliver()
+    # The evaluator reads read_committed: the partials were committed in the pages' transactions.
+    assert len(read_all(kafka.bootstrap, stack.partials)) == 4
+    stack.clock.now = t0 - 1
+    evaluator = stack.evaluator()
+    evaluator.tick()
+    stack.clock.now = t0 + 360
+    evaluator.tick()
+    evaluator.close()
+    [firing] = stack.sent()
+    assert firing["value"] == 80
