@@ -13,23 +13,29 @@ condition's closures.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
 
-from alerting.aggregates import Agg
+from alerting.aggregates import Agg, bucket
 from alerting.rules import Rule, RuleSet
 from common.cursors import cursor_position
 from processor.delivery.observers import Emit, ProjectedPage
 
-SAMPLES_PER_PANE = 3
+# Samples per rule and page: enough for a notification to show a few records and where to find them.
+SAMPLES_PER_PAGE = 20
+_NUMBERS = (int, float)
+_UNHASHABLE = (list, dict)
 PARTIAL_VERSION = 1
 
 # pane start -> group -> partial aggregate; and the samples kept per (pane, group)
-Panes = dict[int, dict[str, Agg]]
+Panes = dict[int, dict[Any, Agg]]
 Samples = dict[tuple[int, str], list[dict[str, Any]]]
-Adder = Callable[[dict[str, Any], int, bytes, str, Panes, Samples], None]
+# One rule's step over one log group: parsed records, the indices of those matching the rule's condition, their
+# event times, raw values, the page cursor.
+GroupStep = Callable[[list[dict[str, Any]], Iterable[int], list[int], Sequence[tuple[bytes | None, bytes]], str,
+                      Panes, Samples], None]
 
 
 class AlertObserver:
@@ -38,29 +44,34 @@ class AlertObserver:
     def __init__(self, rules: RuleSet, topic: str) -> None:
         self.rules = rules
         self.topic = topic
-        self._adders = [(rule.name, _adder(rule)) for rule in rules.rules]
+        self._steps = [(rule.name, _group_step(rule)) for rule in rules.rules]
+        # Rules with the same condition (a record rule and a count of the same speeding) share one test per record.
+        self._conditions = {r.condition.text: r.condition.test for r in rules.rules if r.condition}
+        self._condition_of = [r.condition.text if r.condition else None for r in rules.rules]
 
     def on_batch(self, page: ProjectedPage, emit: Emit) -> None:
-        state: dict[str, tuple[Panes, Samples]] = {name: ({}, {}) for name, _ in self._adders}
-        adders = [(add, *state[name]) for name, add in self._adders]
+        state: dict[str, tuple[Panes, Samples]] = {name: ({}, {}) for name, _ in self._steps}
+        steps = [(step, condition, *state[name]) for (name, step), condition in zip(self._steps, self._condition_of,
+                                                                                    strict=True)]
         loads = orjson.loads
-        project = logstore = ""
         for group in page.groups:
             if not group.records:
                 continue
-            project, logstore = group.where.project, group.where.logstore
-            for (_key, value), t in zip(group.records, group.event_times(), strict=True):
-                record = loads(value)
-                for add, panes, samples in adders:
-                    add(record, t, value, page.cursor, panes, samples)
-        if not project and page.groups:
-            project, logstore = page.groups[0].where.project, page.groups[0].where.logstore
+            records = [loads(value) for _key, value in group.records]
+            times = group.event_times()
+            matching: dict[str | None, Iterable[int]] = {None: range(len(records))}
+            for text, test in self._conditions.items():
+                matching[text] = [i for i, record in enumerate(records) if test(record)]
+            for step, condition, panes, samples in steps:
+                step(records, matching[condition], times, group.records, page.cursor, panes, samples)
+        where = page.groups[0].where if page.groups else None
+        project, logstore = (where.project, where.logstore) if where else ("", "")
         begin = cursor_position(page.cursor)
         doc = {
             "version": PARTIAL_VERSION, "project": project, "logstore": logstore, "shard": page.shard,
             "begin": begin, "end": cursor_position(page.next_cursor), "cursor": page.cursor,
             "emitted_ms": int(time.time() * 1000),
-            "rules": {name: _rule_doc(*state[name]) for name, _ in self._adders},
+            "rules": {name: _rule_doc(*state[name]) for name, _ in self._steps},
         }
         key = f"{project}/{logstore}/{page.shard}/{begin}".encode()
         emit(self.topic, key, orjson.dumps(doc))
@@ -68,54 +79,68 @@ class AlertObserver:
 
 def _rule_doc(panes: Panes, samples: Samples) -> dict[str, Any]:
     return {
-        "panes": {str(pane): {g: agg.to_json() for g, agg in groups.items()} for pane, groups in panes.items()},
+        "panes": {str(pane): {str(g): agg.to_json() for g, agg in groups.items()} for pane, groups in panes.items()},
         "samples": [[pane, group, s] for (pane, group), ss in samples.items() for s in ss],
     }
 
 
-def _adder(rule: Rule) -> Adder:
-    """The per-record step of one rule, specialised so the hot path tests nothing it does not need."""
-    test = rule.condition.test if rule.condition else None
+def _group_step(rule: Rule) -> GroupStep:
+    """One rule over one log group, as a single loop specialised to the rule: the per-record path of the function.
+
+    A sample (the record and its cursor) is kept when a (pane, group) first appears, up to SAMPLES_PER_PAGE.
+    """
     key, field, hop = rule.key, rule.value_field, rule.hop_seconds
-    per_key_samples = rule.kind == "record"
-    numeric = rule.kind == "record" or rule.aggregate in ("sum", "avg", "min", "max", "percentile")
-    histogram = rule.aggregate == "percentile" and rule.kind == "window"
-    distinct = rule.aggregate == "distinct" and rule.kind == "window"
-    absence = rule.kind == "absence"
+    kind, aggregate = rule.kind, rule.aggregate
+    absence = kind == "absence"
+    numeric = field is not None and (kind == "record" or aggregate in ("sum", "avg", "min", "max", "percentile"))
+    histogram = kind == "window" and aggregate == "percentile"
+    distinct = kind == "window" and aggregate == "distinct"
+    buckets: dict[float, int] = {}  # speeds repeat: a value's bucket is computed once per instance
 
-    def add(record: dict[str, Any], t: int, raw: bytes, cursor: str, panes: Panes, samples: Samples) -> None:
-        if test is not None and not test(record):
-            return
-        if key is None:
-            group = ""
-        else:
-            k = record.get(key)
-            if k is None:
-                return
-            group = str(k)
-        pane = t - t % hop
-        groups = panes.get(pane)
-        if groups is None:
-            groups = panes[pane] = {}
-        agg = groups.get(group)
-        if agg is None:
-            agg = groups[group] = Agg()
-        agg.n += 1
-        if absence:
-            agg.add_number(t)
-        elif field is not None:
-            v = record.get(field)
-            if numeric and isinstance(v, (int, float)) and not isinstance(v, bool):
-                agg.add_number(v)
-                if histogram:
-                    agg.add_bucket(v)
-            elif distinct and v is not None:
-                agg.add_distinct(v)
-        slot = (pane, group if per_key_samples else "")
-        kept = samples.get(slot)
-        if kept is None:
-            kept = samples[slot] = []
-        if len(kept) < (1 if per_key_samples else SAMPLES_PER_PANE):
-            kept.append({"record": raw.decode(), "cursor": cursor, "time": t})
+    def step(records: list[dict[str, Any]], indices: Iterable[int], times: list[int],
+             raws: Sequence[tuple[bytes | None, bytes]], cursor: str, panes: Panes, samples: Samples) -> None:
+        for i in indices:
+            record = records[i]
+            if key is None:
+                group: Any = ""
+            else:
+                group = record.get(key)
+                # Grouped by the value itself (str() per record is measurable); JSON makes the keys text.
+                if group is None or type(group) in _UNHASHABLE:
+                    continue
+            t = times[i]
+            pane = t - t % hop
+            groups = panes.get(pane)
+            if groups is None:
+                groups = panes[pane] = {}
+            agg = groups.get(group)
+            if agg is None:
+                agg = groups[group] = Agg()
+                if len(samples) < SAMPLES_PER_PAGE:
+                    samples[(pane, str(group))] = [{"record": raws[i][1].decode(), "cursor": cursor, "time": t}]
+            agg.n += 1
+            if absence:
+                agg.add_number(t)
+            elif numeric:
+                v = record.get(field)  # type: ignore[arg-type]
+                if type(v) in _NUMBERS:  # bool is not a number here
+                    agg.values += 1
+                    agg.total += v
+                    if v < agg.lo:  # noqa: PLR1730 (a call to min() costs more on this path)
+                        agg.lo = v
+                    if v > agg.hi:  # noqa: PLR1730
+                        agg.hi = v
+                    if histogram:
+                        b = buckets.get(v)
+                        if b is None:
+                            b = buckets[v] = bucket(v)
+                        hist = agg.hist
+                        if hist is None:
+                            hist = agg.hist = {}
+                        hist[b] = hist.get(b, 0) + 1
+            elif distinct:
+                v = record.get(field)  # type: ignore[arg-type]
+                if v is not None and type(v) not in _UNHASHABLE:
+                    agg.add_distinct(v)
 
-    return add
+    return step
