@@ -28,6 +28,9 @@ from common.errors import ConfigError
 log = logging.getLogger(__name__)
 
 RULE_KEY, OUTBOX_KEY = "rule/", "outbox/"
+# Sent entries are kept this long past the late horizon (no transition they record can be decided again), then
+# deleted (a tombstone, so compaction drops them).
+SENT_RETENTION_SECONDS = 86_400
 # Partials written this long before the oldest window still open or correctable are read too (clock skew).
 LOOKBACK_MARGIN_SECONDS = 600
 
@@ -107,9 +110,17 @@ class Evaluator:
                 entry = self.outbox[n.id] = new_entry(n, now)
                 records.append((self.config.state_topic, OUTBOX_KEY + n.id, entry))
                 report.notifications += 1
+        records += self._expired_entries(now)
         self.store.commit(records)
         self._dispatch(report)
         return report
+
+    def _expired_entries(self, now: float) -> list[Record]:
+        cutoff = now - self.rules.late_horizon_seconds - SENT_RETENTION_SECONDS
+        expired = [nid for nid, e in self.outbox.items() if e["status"] == SENT and e.get("sent_at", now) < cutoff]
+        for nid in expired:
+            del self.outbox[nid]
+        return [(self.config.state_topic, OUTBOX_KEY + nid, None) for nid in expired]
 
     def _dispatch(self, report: TickReport) -> None:
         lease = self.config.claim_lease_seconds

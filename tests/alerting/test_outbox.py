@@ -67,6 +67,24 @@ def test_a_restarted_evaluator_keeps_the_firing_alert_and_does_not_send_it_again
     assert len(channel.sent) == 1
 
 
+def test_sent_entries_are_deleted_a_day_after_the_late_horizon(config):
+    clock, channel = Clock(T0), Recording()
+    rules = parse_rules("rules:\n- {name: quiet, type: absence, after: 1m, repeat: 30d}\n")
+    evaluator = Evaluator(rules, config, channel, clock)
+    evaluator.tick()
+    clock.now += 120
+    evaluator.tick()
+    clock.now += 3600 + 86_400 - 200
+    evaluator.tick()
+    assert len(evaluator.outbox) == 1
+    clock.now += 400
+    evaluator.tick()
+    evaluator.close()
+    assert evaluator.outbox == {}
+    assert Evaluator(rules, config, channel, clock).outbox == {}  # the tombstone is what a restart reads
+    assert len(channel.sent) == 1
+
+
 def test_a_channel_that_is_down_is_retried_with_backoff_until_it_takes_the_alert(kafka, config):
     clock, channel = Clock(T0), Recording(up=False)
     evaluator = firing_logstore_silence(config, channel, clock)
