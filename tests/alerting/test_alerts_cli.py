@@ -1,11 +1,21 @@
 """`sls-kafka alerts` check, test (backtest over the emulator), run --once and history, in-process."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import orjson
 
 from processor.cli import main
 from tests.alerting.support import FIELDS, alert_stack, make_logstore, window_start
 from tests.alerting.test_alerts_e2e import BURST, SPEEDING
+from tests.kafka_helpers import read_all
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_check_prints_the_rules_and_refuses_a_mistake_naming_it(tmp_path, capsys):
@@ -57,7 +67,6 @@ def test_run_once_sends_through_the_channel_and_history_shows_it(kafka, topic_fa
     t = window_start(1, ago=0) + 5  # a record time just ahead of the wall clock, so its pane closes at the next run
     logstore.put(0, [({"speed": 140, "carID": 7, "zone": "z"}, t)])
     logstore.deliver()
-    import time
     time.sleep(max(0.0, t + 1.2 - time.time()))
     assert main(args) == 0
     [sent] = stack.sent()
@@ -69,3 +78,40 @@ def test_run_once_sends_through_the_channel_and_history_shows_it(kafka, topic_fa
     assert f"file:{stack.sent_path} attempt 1: delivered (appended to {stack.sent_path})" in lines[1]
     assert main(["alerts", "history", "--json"]) == 0
     assert orjson.loads(capsys.readouterr().out.splitlines()[0])["id"] == sent["id"]
+
+
+def test_an_evaluator_sigkilled_while_sending_is_sent_once_by_the_next(kafka, topic_factory, tmp_path, function_env,
+                                                                      sls_client, sls_proxy_env, sls_project,
+                                                                      monkeypatch):
+    stack = alert_stack(SPEEDING.replace("grace: 1m", "grace: 0s").replace("repeat: 30m", "repeat: 30m\n    every: 1s"),
+                        kafka, topic_factory, tmp_path, function_env)
+    logstore = make_logstore(sls_client, sls_proxy_env, sls_project)
+    marker = tmp_path / "sending"
+    env = {"ALERT_STATE_TOPIC": stack.state, "ALERT_HISTORY_TOPIC": stack.history, "STALL_MARKER": str(marker),
+           "ALERT_CLAIM_LEASE_SECONDS": "2"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    once = ["alerts", "run", "--once", "--rules", str(stack.rules_path)]
+    assert main([*once, "--channel", f"file:{stack.sent_path}"]) == 0
+    t = window_start(1, ago=0) + 3
+    logstore.put(0, [({"speed": 140, "carID": 7, "zone": "z"}, t)])
+    logstore.deliver()
+    time.sleep(max(0.0, t + 1.2 - time.time()))
+    child = subprocess.Popen([sys.executable, "-m", "processor", *once, "--channel",
+                              "tests.alerting.stalling_channel:factory"], cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the evaluator never reached the channel"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    time.sleep(2)  # the claim's lease
+    assert main([*once, "--channel", f"file:{stack.sent_path}"]) == 0
+    assert main([*once, "--channel", f"file:{stack.sent_path}"]) == 0
+    [sent] = stack.sent()
+    assert sent["id"] == marker.read_text()  # the same notification, under the same id
+    history = [orjson.loads(r.value) for r in read_all(kafka.bootstrap, stack.history)]
+    assert [(h["event"], h.get("attempt")) for h in history] == [("transition", None), ("attempt", 2)]
