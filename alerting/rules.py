@@ -13,21 +13,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from alerting.expressions import Condition, ExpressionError, compile_condition
+from alerting.expressions import Condition
+from alerting.rules_reader import RulesError, Where, unknown
 from alerting.yaml_lines import Located, load_located
-from common.errors import ConfigError
+
+__all__ = ["Rule", "RuleSet", "RulesError", "load_rules", "parse_rules"]
 
 KINDS = ("record", "window", "absence")
 SEVERITIES = ("info", "warning", "critical")
 AGGREGATES = ("count", "sum", "avg", "min", "max", "distinct")  # and pNN, a percentile
-COMPARISONS = (">=", "<=", "!=", "==", ">", "<")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
 _THRESHOLD = re.compile(r"^\s*(>=|<=|!=|==|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
 MAX_PANES_PER_WINDOW = 1440
@@ -39,10 +37,6 @@ KIND_KEYS = {
     "window": {"aggregate", "field", "filter", "group_by", "window", "hop", "threshold"},
     "absence": {"key", "filter", "after", "every"},
 }
-
-
-class RulesError(ConfigError):
-    """A rules file that cannot be used, with where and why."""
 
 
 @dataclass(frozen=True)
@@ -110,13 +104,13 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
     if not isinstance(doc, Located):
         msg = f"{source}: expected a mapping with a 'rules' list"
         raise RulesError(msg)
-    _unknown(doc, {"rules", "evaluator"}, source, "the file")
+    unknown(doc, {"rules", "evaluator"}, source, "the file")
     ev = doc.get("evaluator") or Located()
     if not isinstance(ev, Located):
         msg = f"{source}:{doc.lines['evaluator']}: 'evaluator' must be a mapping"
         raise RulesError(msg)
-    _unknown(ev, {"grace", "late_horizon"}, source, "evaluator")
-    where = _Where(source, "evaluator", ev)
+    unknown(ev, {"grace", "late_horizon"}, source, "evaluator")
+    where = Where(source, "evaluator", ev)
     grace = where.duration("grace", 60, minimum=0)
     late = where.duration("late_horizon", 3600, minimum=0)
     items = doc.get("rules")
@@ -135,84 +129,6 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
     return RuleSet(tuple(rules), grace, late, source)
 
 
-def _unknown(m: Located, allowed: set[str], source: str, what: str) -> None:
-    for key in m:
-        if key not in allowed:
-            msg = f"{source}:{m.lines[key]}: {what}: unknown key {key!r}; allowed: {', '.join(sorted(allowed))}"
-            raise RulesError(msg)
-
-
-class _Where:
-    """Reads keys of one mapping; every error says file, line, rule and key."""
-
-    def __init__(self, source: str, rule: str, m: Located) -> None:
-        self.source, self.rule, self.m = source, rule, m
-
-    def fail(self, key: str, problem: str) -> RulesError:
-        line = self.m.lines.get(key, self.m.line)
-        return RulesError(f"{self.source}:{line}: {self.rule}: key {key!r}: {problem}")
-
-    def text(self, key: str, default: str | None = None, choices: tuple[str, ...] = ()) -> str | None:
-        value = self.m.get(key, default)
-        if value is None:
-            return None
-        if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value).strip() == "":
-            raise self.fail(key, f"expected a non-empty text, got {value!r}")
-        value = str(value).strip()
-        if choices and value not in choices:
-            raise self.fail(key, f"{value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def integer(self, key: str, default: int, minimum: int) -> int:
-        value = self.m.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise self.fail(key, f"expected a whole number >= {minimum}, got {value!r}")
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.m.get(key, default)
-        if not isinstance(value, bool):
-            raise self.fail(key, f"expected true or false, got {value!r}")
-        return value
-
-    def duration(self, key: str, default: int, minimum: int = 1) -> int:
-        value = self.m.get(key, default)
-        seconds = value if isinstance(value, int) and not isinstance(value, bool) else None
-        if isinstance(value, str) and (m := _DURATION.match(value.strip())):
-            seconds = int(m[1]) * _UNITS[m[2]]
-        if seconds is None or seconds < minimum:
-            raise self.fail(key, f"expected a duration like 30s, 5m, 1h or 1d (at least {minimum} s), got {value!r}")
-        return seconds
-
-    def condition(self, key: str) -> Condition | None:
-        text = self.m.get(key)
-        if text is None:
-            return None
-        if not isinstance(text, str):
-            raise self.fail(key, f"expected a condition such as 'speed > 120', got {text!r}")
-        try:
-            return compile_condition(text)
-        except ExpressionError as exc:
-            raise self.fail(key, f"{exc} (at column {exc.column + 1})") from None
-
-    def instant(self, key: str) -> int:
-        value = self.m.get(key)
-        if value is None:
-            return 0
-        if isinstance(value, str):
-            try:
-                value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-            except ValueError:
-                raise self.fail(key, f"expected an ISO time like 2026-12-31T08:00:00Z, got {value!r}") from None
-        if isinstance(value, date) and not isinstance(value, datetime):
-            value = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
-        if not isinstance(value, datetime):
-            raise self.fail(key, f"expected an ISO time like 2026-12-31T08:00:00Z, got {value!r}")
-        if value.tzinfo is None:
-            raise self.fail(key, "give a time zone (e.g. Z or +08:00): a bare time is ambiguous")
-        return int(value.timestamp())
-
-
 def _rule(item: Any, source: str) -> Rule:
     if not isinstance(item, Located):
         msg = f"{source}: each rule must be a mapping, got {item!r}"
@@ -223,11 +139,11 @@ def _rule(item: Any, source: str) -> Rule:
         msg = (f"{source}:{line}: rule at line {item.line}: key 'name': expected a name of letters, digits, '.', "
                f"'_' or '-', got {name!r}")
         raise RulesError(msg)
-    w = _Where(source, f"rule {name!r}", item)
+    w = Where(source, f"rule {name!r}", item)
     kind = w.text("type", choices=KINDS)
     if kind is None:
         raise w.fail("type", f"missing; one of {', '.join(KINDS)}")
-    _unknown(item, COMMON_KEYS | KIND_KEYS[kind], source, f"rule {name!r} (type {kind})")
+    unknown(item, COMMON_KEYS | KIND_KEYS[kind], source, f"rule {name!r} (type {kind})")
     labels = item.get("labels") or {}
     if not isinstance(labels, dict) or not all(isinstance(v, (str, int, float)) for v in labels.values()):
         raise w.fail("labels", "expected a mapping of names to texts")
@@ -252,14 +168,14 @@ def _rule(item: Any, source: str) -> Rule:
     return _window_rule(w, common)
 
 
-def _required_text(w: _Where, key: str) -> str:
+def _required_text(w: Where, key: str) -> str:
     value = w.text(key)
     if value is None:
         raise w.fail(key, "missing")
     return value
 
 
-def _window_rule(w: _Where, common: dict[str, Any]) -> Rule:
+def _window_rule(w: Where, common: dict[str, Any]) -> Rule:
     aggregate = _required_text(w, "aggregate")
     percentile = 0.0
     if (m := _PERCENTILE.match(aggregate)) is not None:
