@@ -117,6 +117,9 @@ def value_of(agg: Agg, aggregate: str, percentile: float = 0.0) -> float | None:
         return float(agg.n)
     if aggregate == "distinct":
         return float(len(agg.distinct or ()))
+    if aggregate == "dead_letter_rate":
+        # n: logs read; total: those dead-lettered.
+        return 100.0 * agg.total / agg.n if agg.n else None
     if not agg.values:
         return None
     if aggregate == "sum":

@@ -21,7 +21,7 @@ import orjson
 from alerting.aggregates import Agg, bucket
 from alerting.rules import Rule, RuleSet
 from common.cursors import cursor_position
-from processor.delivery.observers import Emit, ProjectedPage
+from processor.delivery.observers import Emit, ProjectedGroup, ProjectedPage
 
 # Samples per rule and page: enough for a notification to show a few records and where to find them.
 SAMPLES_PER_PAGE = 20
@@ -44,17 +44,19 @@ class AlertObserver:
     def __init__(self, rules: RuleSet, topic: str) -> None:
         self.rules = rules
         self.topic = topic
-        self._steps = [(rule.name, _group_step(rule)) for rule in rules.rules]
+        self._steps = [(rule.name, _group_step(rule), rule.condition.text if rule.condition else None)
+                       for rule in rules.rules if rule.aggregate != "dead_letter_rate"]
+        self._dead_letter_rules = [r for r in rules.rules if r.aggregate == "dead_letter_rate"]
         # Rules with the same condition (a record rule and a count of the same speeding) share one test per record.
         self._conditions = {r.condition.text: r.condition.test for r in rules.rules if r.condition}
-        self._condition_of = [r.condition.text if r.condition else None for r in rules.rules]
 
     def on_batch(self, page: ProjectedPage, emit: Emit) -> None:
-        state: dict[str, tuple[Panes, Samples]] = {name: ({}, {}) for name, _ in self._steps}
-        steps = [(step, condition, *state[name]) for (name, step), condition in zip(self._steps, self._condition_of,
-                                                                                    strict=True)]
+        state: dict[str, tuple[Panes, Samples]] = {r.name: ({}, {}) for r in self.rules.rules}
+        steps = [(step, condition, *state[name]) for name, step, condition in self._steps]
         loads = orjson.loads
         for group in page.groups:
+            if self._dead_letter_rules:
+                _count_dead_letters(group, self._dead_letter_rules, state)
             if not group.records:
                 continue
             records = [loads(value) for _key, value in group.records]
@@ -71,10 +73,23 @@ class AlertObserver:
             "version": PARTIAL_VERSION, "project": project, "logstore": logstore, "shard": page.shard,
             "begin": begin, "end": cursor_position(page.next_cursor), "cursor": page.cursor,
             "emitted_ms": int(time.time() * 1000),
-            "rules": {name: _rule_doc(*state[name]) for name, _ in self._steps},
+            "rules": {name: _rule_doc(*parts) for name, parts in state.items()},
         }
         key = f"{project}/{logstore}/{page.shard}/{begin}".encode()
         emit(self.topic, key, orjson.dumps(doc))
+
+
+def _count_dead_letters(group: ProjectedGroup, rules: list[Rule], state: dict[str, tuple[Panes, Samples]]) -> None:
+    """Per log group, in the pane of its first log: how many logs were read and how many were dead-lettered."""
+    logs = group.group.Logs
+    if not logs:
+        return
+    t = logs[0].Time
+    for rule in rules:
+        panes = state[rule.name][0]
+        agg = panes.setdefault(t - t % rule.hop_seconds, {}).setdefault("", Agg())
+        agg.n += len(logs)
+        agg.add_number(float(len(group.rejected)))
 
 
 def _rule_doc(panes: Panes, samples: Samples) -> dict[str, Any]:

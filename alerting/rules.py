@@ -24,7 +24,9 @@ __all__ = ["Rule", "RuleSet", "RulesError", "load_rules", "parse_rules"]
 
 KINDS = ("record", "window", "absence")
 SEVERITIES = ("info", "warning", "critical")
-AGGREGATES = ("count", "sum", "avg", "min", "max", "distinct")  # and pNN, a percentile
+# And pNN, a percentile. dead_letter_rate: the percentage of the logs read that went to the dead-letter topic.
+AGGREGATES = ("count", "sum", "avg", "min", "max", "distinct", "dead_letter_rate")
+RECORDLESS = ("count", "dead_letter_rate")  # aggregates that read no field
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
 _THRESHOLD = re.compile(r"^\s*(>=|<=|!=|==|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
@@ -185,10 +187,14 @@ def _window_rule(w: Where, common: dict[str, Any]) -> Rule:
     elif aggregate not in AGGREGATES:
         raise w.fail("aggregate", f"{aggregate!r} is not one of {', '.join(AGGREGATES)} or pNN (e.g. p95)")
     value_field = w.text("field")
-    if aggregate == "count" and value_field is not None:
-        raise w.fail("field", "count counts records: leave 'field' out, or use 'filter' to choose them")
-    if aggregate != "count" and value_field is None:
+    if aggregate in RECORDLESS and value_field is not None:
+        raise w.fail("field", f"{aggregate} reads no field: leave 'field' out")
+    if aggregate not in RECORDLESS and value_field is None:
         raise w.fail("field", f"{aggregate} needs the field it aggregates")
+    if aggregate == "dead_letter_rate":
+        for key in ("filter", "group_by"):
+            if key in w.m:
+                raise w.fail(key, "a dead-lettered log has no projected fields to filter or group by")
     window = w.duration("window", 0)
     hop = w.duration("hop", window)
     if hop > window or window % hop:

@@ -2,6 +2,7 @@
 the real broker, the evaluator on a test clock sending into a file channel."""
 
 import pytest
+from aliyun.log import LogItem, PutLogsRequest
 
 from processor import handler as fc
 from tests.alerting.support import alert_stack, make_logstore, window_start
@@ -227,3 +228,37 @@ def test_exactly_once_partials_are_committed_with_their_pages(kafka, topic_facto
     evaluator.close()
     [firing] = stack.sent()
     assert firing["value"] == 80
+
+
+DEAD_LETTERS = """\
+evaluator: {grace: 1m}
+rules:
+  - name: dead-letter-rate
+    type: window
+    aggregate: dead_letter_rate
+    window: 1m
+    threshold: "> 5"
+"""
+
+
+def test_the_dead_letter_rate_fires_with_the_share_of_logs_dead_lettered(kafka, topic_factory, tmp_path,
+                                                                        function_env, logstore):
+    stack = alert_stack(DEAD_LETTERS, kafka, topic_factory, tmp_path, function_env)
+    t0 = window_start(60)
+    for shard in range(4):
+        good = [({"speed": 50, "carID": i, "zone": "z"}, t0 + i) for i in range(25)]
+        logstore.put(shard, good)
+        if shard % 2:
+            items = [LogItem(timestamp=t0 + 30, contents=[("content", "{not json")]) for _ in range(5)]
+            logstore.client.put_logs(PutLogsRequest(logstore.project, logstore.name, "", "src", items,
+                                                    hashKey=logstore.hash_keys[shard]))
+    summaries = logstore.deliver()
+    assert sum(s["dead_lettered"] for s in summaries) == 10
+    stack.clock.now = t0 - 1
+    evaluator = stack.evaluator()
+    evaluator.tick()
+    stack.clock.now = t0 + 120
+    evaluator.tick()
+    evaluator.close()
+    [firing] = stack.sent()
+    assert firing["value"] == pytest.approx(100 * 10 / 110)
