@@ -64,6 +64,8 @@ def test_conditions_compare_missing_and_mistyped_fields_as_no_match():
      "<rules>:5: rule 'r': key 'name': the name is used twice"),
     ("rules:\n- name: r\n  type: flatline\n", "<rules>:3: rule 'r': key 'type': 'flatline' is not one of"),
     ("rules: [\n", "<rules>:2: not valid YAML"),
+    ("rules:\n- name: r\n  type: window\n  aggregate: dead_letter_rate\n  group_by: zone\n  window: 1m\n"
+     "  threshold: '> 1'\n", "<rules>:5: rule 'r': key 'group_by': a dead-lettered log has no projected fields"),
     ("evaluator: {grace: -1}\nrules:\n- {name: r, type: absence, after: 5m}\n",
      "<rules>:1: evaluator: key 'grace': expected a duration"),
 ])
