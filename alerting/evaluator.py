@@ -22,7 +22,7 @@ from alerting.outbox import SENT, claimed, due, from_json, new_entry, send, sett
 from alerting.partials import PartialIndex
 from alerting.rules import RuleSet
 from alerting.state import RuleState
-from alerting.store import AlertStore, Record, read_partials
+from alerting.store import AlertStore, PartialsReader, Record
 from common.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -86,18 +86,26 @@ class Evaluator:
         self.outbox = {k[len(OUTBOX_KEY):]: v for k, v in loaded.items() if k.startswith(OUTBOX_KEY)}
         longest = max(max(r.window_seconds, r.after_seconds) for r in rules.rules)
         self.lookback = longest + rules.grace_seconds + rules.late_horizon_seconds + LOOKBACK_MARGIN_SECONDS
+        self.reader = PartialsReader(config.client_config, config.partials_topic)
+        self.index = PartialIndex()
 
     def tick(self) -> TickReport:
         now = self.clock()
         report = TickReport()
-        index = PartialIndex()
-        partials = read_partials(self.config.client_config, self.config.partials_topic,
-                                 int((now - self.lookback) * 1000))
-        for partial in sorted(partials, key=lambda p: p.emitted_ms):
-            index.add(partial)
-        report.partials = len(partials)
+        index, cutoff = self.index, int(now) - self.lookback
+        partials = self.reader.read(int((now - self.lookback) * 1000))
         records: list[Record] = []
         history = self.config.history_topic
+        for partial in sorted(partials, key=lambda p: p.emitted_ms):
+            if partial.records() and all(pane < cutoff for rp in partial.rules.values() for pane in rp.panes):
+                # Older than every window still open or correctable: reported, not counted.
+                records.append((history, "", {"at": now, "event": "too_late", "rule": "*", "partial": partial.key,
+                                              "records": partial.records()}))
+                log.warning("partial %s holds %d rule match(es) older than the late horizon: not counted",
+                            partial.key, partial.records())
+            index.add(partial)
+        index.prune(cutoff)
+        report.partials = len(partials)
         for engine in self.engines:
             state = self.states[engine.rule.name]
             outcome = engine.evaluate(state, index, now)
@@ -150,4 +158,5 @@ class Evaluator:
                             result.reply)
 
     def close(self) -> None:
+        self.reader.close()
         self.store.close()

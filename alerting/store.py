@@ -69,24 +69,77 @@ class AlertStore:
 def read_topic(client_config: Mapping[str, Any], topic: str,
                start_ms: int | None = None) -> list[tuple[str, bytes | None]]:
     """Every committed record of `topic` (from `start_ms`, else the beginning) as (key, value), in offset order."""
-    consumer = Consumer({**client_config, "group.id": f"sls-kafka-alerts-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "enable.partition.eof": True,
-                         "isolation.level": "read_committed",
-                         # The end of a partition is known after one fetch: no need to wait for more data there.
-                         "fetch.wait.max.ms": 50})
+    consumer = _consumer(client_config)
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None:
-            msg = (f"topic {topic!r} does not exist: create it (kafka-topics.sh --create --topic {topic} "
-                   "--config cleanup.policy=compact for the state topic)")
-            raise ConfigError(msg)
-        parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
-        if start_ms is not None:
-            parts = consumer.offsets_for_times([TopicPartition(topic, p, start_ms) for p in meta.partitions], 10)
-        consumer.assign(parts)
-        return _drain(consumer, {p.partition for p in parts}, topic)
+        return _drain(consumer, _assign(consumer, topic, start_ms), topic)
     finally:
         consumer.close()
+
+
+def _consumer(client_config: Mapping[str, Any]) -> Consumer:
+    return Consumer({**client_config, "group.id": f"sls-kafka-alerts-{uuid.uuid4().hex}",
+                     "enable.auto.commit": False, "enable.partition.eof": True,
+                     "isolation.level": "read_committed",
+                     # The end of a partition is known after one fetch: no need to wait for more data there.
+                     "fetch.wait.max.ms": 50})
+
+
+def _assign(consumer: Consumer, topic: str, start_ms: int | None) -> set[int]:
+    meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None:
+        msg = (f"topic {topic!r} does not exist: create it (kafka-topics.sh --create --topic {topic} "
+               "--config cleanup.policy=compact for the state topic)")
+        raise ConfigError(msg)
+    parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
+    if start_ms is not None:
+        parts = consumer.offsets_for_times([TopicPartition(topic, p, start_ms) for p in meta.partitions], 10)
+    consumer.assign(parts)
+    return {p.partition for p in parts}
+
+
+class PartialsReader:
+    """The partials topic, read from a time at the first call and on from where it stopped at the next ones, so a
+    long-running evaluator (a warm FC instance, `alerts run`) reads each partial once."""
+
+    def __init__(self, client_config: Mapping[str, Any], topic: str) -> None:
+        self.client_config, self.topic = client_config, topic
+        self._consumer: Consumer | None = None
+
+    def read(self, since_ms: int) -> list[Partial]:
+        if self._consumer is None:
+            consumer = _consumer(self.client_config)
+            try:
+                records = _drain(consumer, _assign(consumer, self.topic, since_ms), self.topic)
+            except BaseException:
+                consumer.close()
+                raise
+            self._consumer = consumer
+        else:
+            records = self._more(self._consumer)
+        return [decode(key.encode(), value) for key, value in records if value is not None]
+
+    def _more(self, consumer: Consumer) -> list[tuple[str, bytes | None]]:
+        """What arrived since the last read: until a poll brings nothing new (what comes later, the next tick gets)."""
+        out: list[tuple[str, bytes | None]] = []
+        deadline = time.monotonic() + READ_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            got = False
+            for message in consumer.consume(num_messages=1000, timeout=0.2):
+                error = message.error()
+                if error is None:
+                    out.append(((message.key() or b"").decode(), message.value()))
+                    got = True
+                elif error.code() != KafkaError._PARTITION_EOF:
+                    msg = f"reading topic {self.topic!r}: {error.str()}"
+                    raise SinkError(msg)
+            if not got:
+                break
+        return out
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
 
 
 def _drain(consumer: Consumer, partitions: set[int], topic: str) -> list[tuple[str, bytes | None]]:
@@ -108,9 +161,3 @@ def _drain(consumer: Consumer, partitions: set[int], topic: str) -> list[tuple[s
                 msg = f"reading topic {topic!r}: {error.str()}"
                 raise SinkError(msg)
     return out
-
-
-def read_partials(client_config: Mapping[str, Any], topic: str, since_ms: int) -> list[Partial]:
-    """The partials written since `since_ms` (wall clock); a record that is not a partial fails, named."""
-    return [decode(key.encode(), value) for key, value in read_topic(client_config, topic, since_ms)
-            if value is not None]

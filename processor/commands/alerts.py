@@ -152,6 +152,8 @@ def run_history(args: argparse.Namespace) -> int:
         if event["event"] == "attempt":
             detail = f"{event['channel']} attempt {event['attempt']}: {'delivered' if event['delivered'] else 'failed'}"
             detail += f" ({event['reply']})"
+        elif event["event"] == "too_late":
+            detail = f"{event['records']} rule match(es) in {event['partial']} older than the late horizon"
         elif event["event"] == "late":
             detail = f"{event['records']} late record(s) in window {_iso(event['window_start'])}"
         else:

@@ -5,6 +5,7 @@ import pytest
 from aliyun.log import LogItem, PutLogsRequest
 
 from processor import handler as fc
+from processor.cli import main
 from tests.alerting.support import alert_stack, make_logstore, window_start
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import fc312_context
@@ -262,3 +263,26 @@ def test_the_dead_letter_rate_fires_with_the_share_of_logs_dead_lettered(kafka, 
     evaluator.close()
     [firing] = stack.sent()
     assert firing["value"] == pytest.approx(100 * 10 / 110)
+
+
+def test_records_older_than_the_late_horizon_are_reported_not_counted(kafka, topic_factory, tmp_path, function_env,
+                                                                     logstore, capsys, monkeypatch):
+    stack = alert_stack(TUMBLING_BURST.replace("late_horizon: 1h", "late_horizon: 0s"), kafka, topic_factory,
+                        tmp_path, function_env)
+    t0 = window_start(300, ago=3 * 3600)
+    stack.clock.now = t0 + 3 * 3600
+    evaluator = stack.evaluator()
+    evaluator.tick()
+    logstore.put(0, [({"speed": 130, "carID": i, "zone": "z"}, t0 + i) for i in range(60)])
+    logstore.deliver()
+    stack.clock.now += 60
+    evaluator.tick()
+    evaluator.close()
+    assert stack.sent() == []
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap)
+    monkeypatch.setenv("ALERT_HISTORY_TOPIC", stack.history)
+    assert main(["alerts", "history"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert " * too_late " in line
+    assert f"60 rule match(es) in {logstore.project}/driving/0/" in line
+    assert line.endswith(" older than the late horizon")
