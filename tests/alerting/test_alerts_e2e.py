@@ -1,14 +1,21 @@
 """Alerts end to end: the FC function with a rules file over a 4-shard logstore in the emulator, its partials in
 the real broker, the evaluator on a test clock sending into a file channel."""
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from aliyun.log import LogItem, PutLogsRequest
 
 from processor import handler as fc
 from processor.cli import main
+from processor.credentials import Credentials
+from processor.event import TriggerEvent
+from processor.runtime import Runtime
 from tests.alerting.support import alert_stack, make_logstore, window_start
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import fc312_context
+from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
 
 SPEEDING = """\
 evaluator: {grace: 1m, late_horizon: 1h}
@@ -286,3 +293,28 @@ def test_records_older_than_the_late_horizon_are_reported_not_counted(kafka, top
     assert " * too_late " in line
     assert f"60 rule match(es) in {logstore.project}/driving/0/" in line
     assert line.endswith(" older than the late horizon")
+
+
+def test_two_instances_racing_on_the_same_ranges_count_each_record_once(kafka, topic_factory, tmp_path,
+                                                                       function_env, logstore):
+    stack = alert_stack(TUMBLING_BURST, kafka, topic_factory, tmp_path, function_env)
+    t0 = window_start(300)
+    for shard in range(4):
+        logstore.put(shard, [({"speed": 130, "carID": i, "zone": "z"}, t0 + i) for i in range(30)])
+    events = [TriggerEvent.from_json(ev) for ev in logstore.new_events()]
+    instances = [Runtime.from_env({**os.environ, "CHECKPOINT_DIR": str(tmp_path / f"instance-{i}")})
+                 for i in range(2)]
+    creds = Credentials(SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET, None)
+    with ThreadPoolExecutor(2) as pool:
+        summaries = list(pool.map(lambda rt: [rt.process(ev, creds) for ev in events], instances))
+    for runtime in instances:
+        runtime.close()
+    assert [sum(s.produced for s in run) for run in summaries] == [120, 120]  # both delivered everything
+    stack.clock.now = t0 - 1
+    evaluator = stack.evaluator()
+    evaluator.tick()
+    stack.clock.now = t0 + 360
+    evaluator.tick()
+    evaluator.close()
+    [firing] = stack.sent()
+    assert firing["value"] == 120
