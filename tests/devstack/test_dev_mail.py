@@ -1,0 +1,56 @@
+"""`sls-kafka dev mail` reads what the dev stack's SMTP server stored, from another process."""
+
+from __future__ import annotations
+
+import smtplib
+import subprocess
+import sys
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from devstack import stack
+from devstack.smtp import SmtpServer
+
+pytestmark = pytest.mark.slow  # runs the CLI as a subprocess
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def dev_mail(*args: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "processor", "dev", "mail", *args, "--state-dir", str(state_dir)],
+                          cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
+
+
+def test_dev_mail_lists_what_the_server_received_and_prints_one_with_its_text_part(tmp_path):
+    state_dir = tmp_path / "dev"
+    server = SmtpServer(stack.smtp_state_dir(state_dir)).start()
+    try:
+        for n, subject in enumerate(("first alert", "second alert")):
+            message = EmailMessage()
+            message["From"], message["To"], message["Subject"] = "alerts@example.com", "ops@example.com", subject
+            message.set_content(f"text part {n}")
+            message.add_alternative(f"<p>html part {n}</p>", subtype="html")
+            with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+                client.send_message(message, to_addrs=["ops@example.com", "bcc@example.com"])
+    finally:
+        server.stop()  # what was stored stays readable after the server stops
+
+    listing = dev_mail(state_dir=state_dir)
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("  1  ")
+    assert "alerts@example.com -> ops@example.com, bcc@example.com  first alert" in lines[0]
+    assert lines[1].endswith("second alert")
+
+    shown = dev_mail("2", state_dir=state_dir)
+    assert shown.returncode == 0, shown.stderr
+    assert "Subject: second alert" in shown.stdout
+    assert "text part 1" in shown.stdout
+    assert "html part" not in shown.stdout
+
+    missing = dev_mail("3", state_dir=state_dir)
+    assert missing.returncode == 1
+    assert "no message 3; there are 2" in missing.stderr
