@@ -9,6 +9,9 @@ Messages land in ``<mail_dir>/<ns>-<pid>-<seq>.eml`` (written under a temporary 
 `sls-kafka dev mail` in another process lists them in arrival order and never reads half a message. The
 envelope is kept in ``X-MailFrom`` / ``X-RcptTo`` headers in front of the message, as aiosmtpd's own
 Message handler does: the recipients a server was given are not always those in the headers.
+
+aiosmtpd and cryptography (the `devstack` extra) are imported only when a server starts: `dev mail`, `dev
+status` and every other command of `sls-kafka` import this module and work without them.
 """
 
 from __future__ import annotations
@@ -32,13 +35,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, cast
-
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from devstack.kafka import free_port
 
@@ -112,6 +108,8 @@ class _Store:
 
 
 def _authenticator(username: str, password: str) -> Any:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
     def check(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         ok = (isinstance(auth_data, LoginPassword)
               and auth_data.login.decode() == username and auth_data.password.decode() == password)
@@ -122,6 +120,11 @@ def _authenticator(username: str, password: str) -> Any:
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for `localhost` and 127.0.0.1 (valid one day), as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.timezone.utc)
@@ -150,7 +153,7 @@ class SmtpServer:
         self._ports = (port, tls_port)
         self._auth = _authenticator(username, password or "") if username else None
         self._refuse = frozenset(r.lower() for r in refuse)
-        self._controllers: list[Controller] = []
+        self._controllers: list[Any] = []
         self.port = self.tls_port = 0
 
     @property
@@ -158,6 +161,11 @@ class SmtpServer:
         return self.directory / CERT_NAME
 
     def start(self) -> SmtpServer:
+        try:
+            from aiosmtpd.controller import Controller
+        except ModuleNotFoundError as exc:
+            msg = f"the dev SMTP server needs {exc.name}: pip install 'sls-kafka-processor[devstack]'"
+            raise RuntimeError(msg) from exc
         # aiosmtpd itself sets the attribute it deprecates on every AUTH; nothing of ours to change.
         warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
         self.mail_dir.mkdir(parents=True, exist_ok=True)
