@@ -53,14 +53,17 @@ class StoredMail:
     message: EmailMessage
 
     def text(self) -> str:
-        """The text/plain part (the whole body for a single-part message)."""
-        part = self.message.get_body(preferencelist=("plain",))
-        return part.get_content() if part is not None else ""
+        """The text/plain part (the whole body for a single-part message), with lines ending in \\n."""
+        return self._part("plain")
 
     def html(self) -> str:
         """The text/html part, or '' when there is none."""
-        part = self.message.get_body(preferencelist=("html",))
-        return part.get_content() if part is not None else ""
+        return self._part("html")
+
+    def _part(self, subtype: str) -> str:
+        part = self.message.get_body(preferencelist=(subtype,))
+        # Stored as received, with SMTP's CRLF line ends.
+        return part.get_content().replace("\r\n", "\n") if part is not None else ""
 
 
 def read_mail(mail_dir: Path) -> list[StoredMail]:
@@ -82,11 +85,12 @@ def read_info(directory: Path) -> dict[str, Any] | None:
 
 
 class _Store:
-    """aiosmtpd handler: refuses the recipients it was told to refuse, stores the rest."""
+    """aiosmtpd handler: refuses (550) or defers (451) the recipients it was told to, stores the rest."""
 
-    def __init__(self, mail_dir: Path, refuse: frozenset[str]) -> None:
+    def __init__(self, mail_dir: Path, refuse: frozenset[str], defer: frozenset[str]) -> None:
         self._dir = mail_dir
         self._refuse = refuse
+        self._defer = defer
         self._seq = itertools.count()
         self._lock = threading.Lock()  # the two listeners run in two threads
 
@@ -94,6 +98,8 @@ class _Store:
                           rcpt_options: list[str]) -> str:
         if address.lower() in self._refuse:
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        if address.lower() in self._defer:
+            return f"451 4.3.0 <{address}>: Temporary lookup failure, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -147,12 +153,13 @@ class SmtpServer:
     """The two listeners on 127.0.0.1 (port 0: a free one); `start()` returns once both answer."""
 
     def __init__(self, directory: Path, port: int = 0, tls_port: int = 0, username: str | None = None,
-                 password: str | None = None, refuse: Sequence[str] = ()) -> None:
+                 password: str | None = None, refuse: Sequence[str] = (), defer: Sequence[str] = ()) -> None:
         self.directory = directory
         self.mail_dir = directory / "mail"
         self._ports = (port, tls_port)
         self._auth = _authenticator(username, password or "") if username else None
         self._refuse = frozenset(r.lower() for r in refuse)
+        self._defer = frozenset(r.lower() for r in defer)
         self._controllers: list[Any] = []
         self.port = self.tls_port = 0
 
@@ -172,7 +179,7 @@ class SmtpServer:
         cert, key = make_certificate(self.directory)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
-        handler = _Store(self.mail_dir, self._refuse)
+        handler = _Store(self.mail_dir, self._refuse, self._defer)
         auth: dict[str, Any] = {"authenticator": self._auth, "auth_require_tls": False} if self._auth else {}
         # aiosmtpd cannot bind port 0: it connects to the port it was given to see that it serves.
         port, tls_port = (p or free_port() for p in self._ports)
@@ -203,9 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tls-port", type=int, default=2465, help="implicit TLS (default: %(default)s)")
     parser.add_argument("--username", help="require nothing, but offer AUTH accepting this user")
     parser.add_argument("--refuse", action="append", default=[], help="answer RCPT TO with 550 for this address")
+    parser.add_argument("--defer", action="append", default=[], help="answer RCPT TO with 451 for this address")
     args = parser.parse_args(argv)
     password = os.environ.get("SMTP_DEV_PASSWORD", "")  # not an option: it would show in `ps`
-    server = SmtpServer(args.dir, args.port, args.tls_port, args.username, password, args.refuse).start()
+    server = SmtpServer(args.dir, args.port, args.tls_port, args.username, password, args.refuse, args.defer).start()
     print(f"SMTP on 127.0.0.1:{server.port} (STARTTLS), implicit TLS on 127.0.0.1:{server.tls_port}; "
           f"mail in {server.mail_dir}", flush=True)
     stop = threading.Event()

@@ -8,15 +8,13 @@ from pathlib import Path
 import pytest
 
 from devstack.smtp import SmtpServer
-
-USERNAME = "alerts"
-PASSWORD = "s3cret pass"  # a space, as real passwords may have
-REFUSED = "nobody@example.com"
+from tests.alerting.channels.channel_support import DEFERRED, PASSWORD, REFUSED, USERNAME
 
 
 @pytest.fixture
 def smtp_server(tmp_path: Path) -> Iterator[SmtpServer]:
-    """A started server offering AUTH (USERNAME/PASSWORD) that answers 550 to REFUSED; stopped after the test."""
-    server = SmtpServer(tmp_path / "smtp", username=USERNAME, password=PASSWORD, refuse=[REFUSED]).start()
+    """A started server offering AUTH (USERNAME/PASSWORD) that answers 550 to REFUSED and 451 to DEFERRED."""
+    server = SmtpServer(tmp_path / "smtp", username=USERNAME, password=PASSWORD, refuse=[REFUSED],
+                        defer=[DEFERRED]).start()
     yield server
     server.stop()

@@ -1,0 +1,1 @@
+"""Channels that send an alert's notification: email over SMTP, a generic webhook, a DingTalk robot."""
