@@ -22,7 +22,7 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, parseaddr
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from alerting.channels import render
 from alerting.channels.settings import Section
@@ -36,6 +36,10 @@ MSG_ID_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+
 @dataclass(frozen=True)
 class EmailConfig:
     """An email channel's settings; `from_section` reads and checks them from the rules file."""
+
+    KEYS: ClassVar[frozenset[str]] = frozenset({
+        "host", "port", "security", "username", "password", "from", "to", "timeout", "ca_file", "max_samples",
+        "templates"})
 
     host: str
     sender: str

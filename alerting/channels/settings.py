@@ -18,21 +18,22 @@ class ChannelConfigError(ConfigError):
 
 
 class Section:
-    """One channel's mapping, read key by key; `finish()` refuses the keys nobody asked for (a typo)."""
+    """One channel's mapping, read key by key; a key outside `known` (a typo) is refused before any is read."""
 
-    def __init__(self, channel: str, raw: Mapping[str, Any], environ: Mapping[str, str] | None = None,
-                 base_dir: Path | None = None) -> None:
+    def __init__(self, channel: str, raw: Mapping[str, Any], known: frozenset[str],
+                 environ: Mapping[str, str] | None = None, base_dir: Path | None = None) -> None:
         self.channel = channel
         self._raw = raw
         self._environ = os.environ if environ is None else environ
         self._base_dir = base_dir
-        self._read: set[str] = {"type"}
+        unknown = sorted(str(k) for k in set(raw) - known - {"type"})
+        if unknown:
+            raise self.error(unknown[0], f"unknown key; expected one of {', '.join(sorted(known))}")
 
     def error(self, key: str, problem: str) -> ChannelConfigError:
         return ChannelConfigError(f"channel {self.channel!r}: {key}: {problem}")
 
     def _get(self, key: str, default: Any, required: bool) -> Any:
-        self._read.add(key)
         if key not in self._raw or self._raw[key] is None:
             if required:
                 raise self.error(key, "is required")
@@ -107,11 +108,6 @@ class Section:
         if not path.is_file():
             raise self.error(key, f"no such file: {path}")
         return path
-
-    def finish(self) -> None:
-        unknown = sorted(set(self._raw) - self._read)
-        if unknown:
-            raise self.error(unknown[0], f"unknown key; expected one of {', '.join(sorted(self._read - {'type'}))}")
 
     def _expand(self, key: str, value: str) -> str:
         def resolve(match: re.Match[str]) -> str:

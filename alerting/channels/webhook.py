@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from alerting.channels import render
 from alerting.channels.settings import Section
@@ -39,6 +39,8 @@ USER_AGENT = "sls-kafka-processor-alerts/1"
 @dataclass(frozen=True)
 class HttpConfig:
     """What every HTTP channel has: where, how long to wait, which CA, which proxy."""
+
+    KEYS: ClassVar[frozenset[str]] = frozenset({"url", "timeout", "ca_file", "proxy"})
 
     url: str
     timeout: float = 10.0
@@ -58,6 +60,8 @@ class HttpConfig:
 class WebhookConfig(HttpConfig):
     headers: tuple[tuple[str, str], ...] = ()  # e.g. Authorization, from `${env:...}`
 
+    KEYS: ClassVar[frozenset[str]] = HttpConfig.KEYS | {"headers"}
+
     @classmethod
     def from_section(cls, section: Section) -> WebhookConfig:
         return cls(**cls.read(section), headers=tuple(section.mapping("headers").items()))
@@ -70,6 +74,8 @@ class DingTalkConfig(HttpConfig):
     at_all: bool = False
     max_samples: int = 3
     template: Path | None = None  # markdown
+
+    KEYS: ClassVar[frozenset[str]] = HttpConfig.KEYS | {"secret", "at_mobiles", "at_all", "max_samples", "template"}
 
     @classmethod
     def from_section(cls, section: Section) -> DingTalkConfig:
