@@ -157,6 +157,7 @@ class EmailChannel:
 
     def _transact(self, smtp: smtplib.SMTP, msg: EmailMessage) -> SendResult:
         cfg = self.config
+        smtp.ehlo_or_helo_if_needed()  # STARTTLS forgets the first EHLO, and login() is what says it again
         code, reply = smtp.mail(address_of(cfg.sender))
         if code != 250:
             smtp.rset()

@@ -58,6 +58,14 @@ def test_each_security_mode_logs_in_and_delivers_text_and_html_to_both_recipient
     assert f"{escaped_record}</td><td>fleet</td><td>driving</td><td>2</td>" in html
 
 
+@pytest.mark.parametrize("security", ["plain", "starttls", "tls"])
+def test_each_security_mode_delivers_without_a_login_too(smtp_server, security):
+    result = channel(smtp_server, security, username=None, password=None).send(FIRING)
+
+    assert result.delivered, result.reply
+    assert [m.rcpt_tos for m in smtp_server.mail()] == [TO]
+
+
 def test_a_resolved_mail_threads_under_its_firing_and_a_repeat_send_keeps_its_message_id(smtp_server):
     mail_channel = channel(smtp_server)
 

@@ -123,7 +123,7 @@ def test_dingtalk_posts_signed_markdown_that_the_robot_would_verify(http_server)
                             at_mobiles=("13800000000",))
     http_server.answers.append((200, '{"errcode":0,"errmsg":"ok"}'))
 
-    before = time.time() * 1000
+    before = int(time.time() * 1000)
     result = DingTalkChannel("ding", config).send(FIRING)
 
     assert result == type(result)(True, False, 'HTTP 200 {"errcode":0,"errmsg":"ok"}')
