@@ -22,7 +22,7 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, parseaddr
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, cast
 
 from alerting.channels import render
 from alerting.channels.settings import Section
@@ -69,12 +69,13 @@ class EmailConfig:
             except (ValueError, IndexError, MessageError, MessageDefect) as exc:
                 raise section.error(key, f"{address!r} is not an email address ({exc})") from None
         templates = section.mapping("templates")
-        for unknown in sorted(set(templates) - {"subject", "text", "html"}):
-            msg = f"templates.{unknown}"
-            raise section.error(msg, "unknown template; expected subject, text or html")
+        unknown = sorted(set(templates) - {"subject", "text", "html"})
+        if unknown:
+            key = f"templates.{unknown[0]}"
+            raise section.error(key, "unknown template; expected subject, text or html")
         return cls(
             host=section.string("host", required=True), sender=sender, to=section.strings("to", required=True),
-            security=security,  # type: ignore[arg-type]  # checked by choice()
+            security=cast(Security, security),
             port=section.number("port", DEFAULT_PORTS[security], integer=True),
             username=username, password=password, timeout=section.number("timeout", 30.0),
             ca_file=section.path("ca_file"), max_samples=section.number("max_samples", 5, integer=True),

@@ -90,6 +90,10 @@ def breaches(n: Notification, value: float) -> bool:
     return bool(compare and n.threshold is not None and compare(value, n.threshold))
 
 
+def _shortened(text: str) -> str:
+    return text if len(text) <= RECORD_CHARS else text[:RECORD_CHARS] + f"… ({len(text)} characters)"
+
+
 def context(n: Notification, max_samples: int) -> dict[str, Any]:
     """What a template sees: the notification `n` itself plus formatted values, bars and samples."""
     values = [v for _, v in n.history]
@@ -99,7 +103,7 @@ def context(n: Notification, max_samples: int) -> dict[str, Any]:
     bars = [{"start": iso(start), "value": number(v), "percent": round(100 * (v - low) / span),
              "breach": breaches(n, v)} for start, v in n.history]
     spark = "".join(SPARK[min(len(SPARK) - 1, int((v - low) / span * len(SPARK)))] for v in values)
-    samples = [{"record": s.record.decode("utf-8", errors="replace")[:RECORD_CHARS], "project": s.project,
+    samples = [{"record": _shortened(s.record.decode("utf-8", errors="replace")), "project": s.project,
                 "logstore": s.logstore, "shard": s.shard, "cursor": s.cursor, "time": iso(s.event_time)}
                for s in n.samples[:max_samples]]
     return {
