@@ -126,8 +126,8 @@ def _mail(args: argparse.Namespace) -> int:
         if not mails:
             print(f"no mail in {stack.smtp_state_dir(args.state_dir) / 'mail'}")
         for number, mail in enumerate(mails, 1):
-            m = mail.message
-            print(f"{number:>3}  {m['Date']}  {mail.mail_from} -> {', '.join(mail.rcpt_tos)}  {m['Subject']}")
+            date, subject = mail.message["Date"] or "(no date)", mail.message["Subject"]
+            print(f"{number:>3}  {date}  {mail.mail_from} -> {', '.join(mail.rcpt_tos)}  {subject}")
         return 0
     if not 1 <= args.number <= len(mails):
         print(f"sls-kafka dev mail: error: no message {args.number}; there are {len(mails)} (see `dev mail`)",
