@@ -181,8 +181,9 @@ class SmtpServer:
         context.load_cert_chain(cert, key)
         handler = _Store(self.mail_dir, self._refuse, self._defer)
         auth: dict[str, Any] = {"authenticator": self._auth, "auth_require_tls": False} if self._auth else {}
-        # aiosmtpd cannot bind port 0: it connects to the port it was given to see that it serves.
-        port, tls_port = (p or free_port() for p in self._ports)
+        # aiosmtpd cannot bind port 0: it connects to the port it was given to see that it serves. A restart
+        # keeps the ports it had, as a real server coming back would.
+        port, tls_port = (p or free_port() for p in (self.port or self._ports[0], self.tls_port or self._ports[1]))
         starttls = Controller(handler, hostname="127.0.0.1", port=port, tls_context=context, **auth)
         implicit = Controller(handler, hostname="127.0.0.1", port=tls_port, ssl_context=context, **auth)
         for controller in (starttls, implicit):

@@ -94,6 +94,21 @@ def test_a_server_that_is_down_is_retryable():
     assert "ConnectionRefusedError" in result.reply
 
 
+def test_a_server_that_stops_is_retryable_and_the_retry_delivers_once_it_is_back(smtp_server):
+    mail_channel = channel(smtp_server)
+    assert mail_channel.send(FIRING).delivered
+    smtp_server.stop()
+
+    down = mail_channel.send(RESOLVED)
+    smtp_server.start()
+    retried = mail_channel.send(RESOLVED)
+
+    assert (down.delivered, down.retryable) == (False, True)
+    assert retried.delivered, retried.reply
+    assert [m.message["Message-ID"] for m in smtp_server.mail()] == [
+        message_id(FIRING.id, SENDER), message_id(RESOLVED.id, SENDER)]
+
+
 def test_a_server_that_never_greets_times_out_and_is_retryable():
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
