@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import ClassVar, Literal, cast
 
 from alerting.channels import render
-from alerting.channels.settings import Section
+from alerting.channels.settings import ChannelConfigError, Section
 from alerting.notification import Notification, SendResult, Transition
 
 Security = Literal["plain", "starttls", "tls"]
@@ -54,6 +54,15 @@ class EmailConfig:
     subject_template: Path | None = None
     text_template: Path | None = None
     html_template: Path | None = None
+
+    def __post_init__(self) -> None:
+        # Also for a config built in code rather than read by from_section.
+        if self.security not in DEFAULT_PORTS:
+            msg = f"security: expected one of plain, starttls, tls, got {self.security!r}"
+            raise ChannelConfigError(msg)
+        if not self.to:
+            msg = "to: needs at least one recipient"
+            raise ChannelConfigError(msg)
 
     @classmethod
     def from_section(cls, section: Section) -> EmailConfig:

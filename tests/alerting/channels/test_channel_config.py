@@ -9,6 +9,7 @@ from alerting.channels import (
     ChannelConfigError,
     DingTalkChannel,
     EmailChannel,
+    EmailConfig,
     WebhookChannel,
     channels_from_config,
 )
@@ -108,3 +109,10 @@ def test_a_template_error_names_the_channel_the_template_file_and_its_line(tmp_p
                              base_dir=tmp_path, environ=ENV)
 
     assert str(refused.value).startswith(f"channel 'robot': template: template {tmp_path / 'robot.md.j2'} {message}")
+
+
+def test_an_email_config_built_in_code_is_checked_too():
+    with pytest.raises(ChannelConfigError, match="to: needs at least one recipient"):
+        EmailConfig(host="h", sender=SENDER, to=())
+    with pytest.raises(ChannelConfigError, match="security: expected one of plain, starttls, tls, got 'ssl'"):
+        EmailConfig(host="h", sender=SENDER, to=TO, security="ssl")  # type: ignore[arg-type]
