@@ -56,6 +56,9 @@ class Notification:
     history: Sequence[tuple[int, float]] = ()  # (window start, value) of recent windows, oldest first
     samples: Sequence[Sample] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
+    # The id of the firing this transition follows (resolved, repeat, correction), so that channels thread it
+    # under the firing (an email's In-Reply-To); None for a firing.
+    firing_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

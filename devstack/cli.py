@@ -1,4 +1,5 @@
-"""`sls-kafka dev up|down|status`: run Kafka and the SLS emulator locally in the background."""
+"""`sls-kafka dev up|down|status|seed|mail`: run Kafka, the SLS emulator and an SMTP server locally in the
+background, and read what the SMTP server received."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from devstack import stack
 from devstack.kafka import KafkaBrokerError, KafkaJarsError
 from devstack.sample_data import ensure_logstore, write_driving_logs
 from devstack.sls_emulator.__main__ import main as emulator_main
+from devstack.smtp import read_info, read_mail
 
 EXIT_DOWN = 3
 EXAMPLE_ENDPOINT = "cn-hangzhou.log.emulator"
@@ -24,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the ``dev`` command and its subcommands; each parser sets ``func(args) -> int``."""
     dev = subparsers.add_parser(
         "dev",
-        help="run a local Kafka broker and SLS emulator in the background",
-        description="Start, stop and inspect a local stack: a real Kafka broker and the SLS emulator.",
+        help="run a local Kafka broker, SLS emulator and SMTP server in the background",
+        description="Start, stop and inspect a local stack: a real Kafka broker, the SLS emulator and an SMTP server.",
     )
     dev.set_defaults(func=lambda _args: _usage(dev))
     sub = dev.add_subparsers(dest="dev_command", metavar="SUBCOMMAND")
@@ -39,6 +41,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     up = sub.add_parser("up", parents=[state], help="start whatever is not running yet and wait for it")
     up.add_argument("--kafka-port", type=int, default=9092, help="Kafka client port (default: %(default)s)")
     up.add_argument("--sls-port", type=int, default=8090, help="SLS emulator port (default: %(default)s)")
+    up.add_argument("--smtp-port", type=int, default=2525,
+                    help="SMTP port, plain with STARTTLS (default: %(default)s)")
+    up.add_argument("--smtp-tls-port", type=int, default=2465,
+                    help="SMTP port with implicit TLS, as 465 (default: %(default)s)")
     up.set_defaults(func=_up)
     sub.add_parser("down", parents=[state], help="stop what `dev up` started").set_defaults(func=_down)
     sub.add_parser(
@@ -51,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     seed.add_argument("--shards", type=int, default=4, help="shards of a new logstore (default: %(default)s)")
     seed.add_argument("--records", type=int, default=10_000, help="vehicle records to write (default: %(default)s)")
     seed.set_defaults(func=_seed)
+    mail = sub.add_parser("mail", parents=[state], help="list the messages the SMTP server received, or print one")
+    mail.add_argument("number", nargs="?", type=int, help="print message NUMBER (as listed) with its text part")
+    mail.set_defaults(func=_mail)
     # The emulator parses its own options (see devstack.sls_emulator.__main__), so --help shows them.
     emulator = subparsers.add_parser(
         "emulator", add_help=False, help="run the SLS emulator alone in the foreground (--help for its options)"
@@ -65,7 +74,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     try:
-        results = stack.up(args.state_dir, kafka_port=args.kafka_port, sls_port=args.sls_port)
+        results = stack.up(args.state_dir, kafka_port=args.kafka_port, sls_port=args.sls_port,
+                           smtp_port=args.smtp_port, smtp_tls_port=args.smtp_tls_port)
     except (stack.StackError, KafkaBrokerError, KafkaJarsError) as exc:
         print(f"sls-kafka dev up: error: {exc}", file=sys.stderr)
         return 1
@@ -110,6 +120,27 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mail(args: argparse.Namespace) -> int:
+    mails = read_mail(stack.smtp_state_dir(args.state_dir) / "mail")
+    if args.number is None:
+        if not mails:
+            print(f"no mail in {stack.smtp_state_dir(args.state_dir) / 'mail'}")
+        for number, mail in enumerate(mails, 1):
+            date, subject = mail.message["Date"] or "(no date)", mail.message["Subject"]
+            print(f"{number:>3}  {date}  {mail.mail_from} -> {', '.join(mail.rcpt_tos)}  {subject}")
+        return 0
+    if not 1 <= args.number <= len(mails):
+        print(f"sls-kafka dev mail: error: no message {args.number}; there are {len(mails)} (see `dev mail`)",
+              file=sys.stderr)
+        return 1
+    mail = mails[args.number - 1]
+    for header in ("Date", "From", "To", "Cc", "Subject", "Message-ID", "In-Reply-To"):
+        if header in mail.message:
+            print(f"{header}: {mail.message[header]}")
+    print(f"Envelope: {mail.mail_from} -> {', '.join(mail.rcpt_tos)}\nFile: {mail.path}\n\n{mail.text()}")
+    return 0
+
+
 def _print_access(services: dict[str, stack.Service]) -> None:
     lines = access_lines(services)
     if lines:
@@ -128,4 +159,7 @@ def access_lines(services: dict[str, stack.Service]) -> list[str]:
                   f"export SLS_ENDPOINT={EXAMPLE_ENDPOINT}"]
     if kafka := services.get(stack.KAFKA):
         lines += [f"export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{kafka.port}"]
+    if (smtp := services.get(stack.SMTP)) and (info := read_info(Path(smtp.log).parent)):
+        lines += [f"# SMTP on 127.0.0.1:{info['port']} (STARTTLS offered), implicit TLS on 127.0.0.1:"
+                  f"{info['tls_port']}; certificate {info['cert']}; `sls-kafka dev mail` shows what it received"]
     return lines

@@ -1,4 +1,5 @@
-"""The local dev stack: a Kafka broker and the SLS emulator as detached processes that outlive `dev up`.
+"""The local dev stack: a Kafka broker, the SLS emulator and an SMTP server as detached processes that outlive
+`dev up`.
 
 What runs is recorded in ``<state_dir>/state.json`` (PID, process start time, port, a command-line
 marker), so `dev down` signals exactly the processes `dev up` started, and nothing that merely reused
@@ -14,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,13 +24,16 @@ from devstack.kafka import KafkaBroker
 from devstack.kafka.broker import MAIN_CLASS, port_accepts
 from devstack.kafka.jars import cache_root
 from devstack.processes import ProcessRef
+from devstack.smtp import INFO_NAME
 
 KAFKA = "kafka"
 SLS = "sls"
-SERVICES = (KAFKA, SLS)
+SMTP = "smtp"
+SERVICES = (KAFKA, SLS, SMTP)
 EMULATOR_MODULE = "devstack.sls_emulator"
+SMTP_MODULE = "devstack.smtp"
 KAFKA_START_TIMEOUT_S = 120.0
-SLS_START_TIMEOUT_S = 30.0
+CHILD_START_TIMEOUT_S = 30.0
 
 
 class StackError(RuntimeError):
@@ -70,28 +74,31 @@ class UpResult:
     started: bool
 
 
-def up(state_dir: Path, kafka_port: int = 9092, sls_port: int = 8090) -> list[UpResult]:
-    """Start whichever of Kafka and the SLS emulator is not running yet; wait until both answer.
+def up(state_dir: Path, kafka_port: int = 9092, sls_port: int = 8090, smtp_port: int = 2525,
+       smtp_tls_port: int = 2465) -> list[UpResult]:
+    """Start whichever of Kafka, the SLS emulator and the SMTP server is not running yet; wait until all answer.
 
     A service already running keeps its port, even if another one is asked for. If one fails to start,
     those started by this call are stopped again before ``StackError`` is raised.
     """
     with _locked(state_dir):
         services = _load(state_dir)
-        ports = {KAFKA: kafka_port, SLS: sls_port}
+        ports = {KAFKA: [("kafka", kafka_port)], SLS: [("sls", sls_port)],
+                 SMTP: [("smtp", smtp_port), ("smtp-tls", smtp_tls_port)]}
         running = {name for name, svc in services.items() if svc.is_running()}
         # Checked up front so that a taken SLS port does not cost a broker start and stop.
         for name in set(SERVICES) - running:
-            if port_accepts(ports[name]):
-                msg = f"port {ports[name]} is already in use on 127.0.0.1; pass another --{name}-port"
-                raise StackError(msg)
+            for option, port in ports[name]:
+                if port_accepts(port):
+                    msg = f"port {port} is already in use on 127.0.0.1; pass another --{option}-port"
+                    raise StackError(msg)
         results: list[UpResult] = []
         try:
-            for name, start in ((KAFKA, _start_kafka), (SLS, _start_emulator)):
+            for name, start in ((KAFKA, _start_kafka), (SLS, _start_emulator), (SMTP, _start_smtp)):
                 if name in running:
                     results.append(UpResult(services[name], started=False))
                     continue
-                services[name] = start(state_dir, ports[name])
+                services[name] = start(state_dir, *(port for _, port in ports[name]))
                 _save(state_dir, services)
                 results.append(UpResult(services[name], started=True))
         except BaseException:
@@ -143,23 +150,45 @@ def _start_emulator(state_dir: Path, port: int) -> Service:
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "emulator.log"
     args = ["--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+    ref = _spawn(EMULATOR_MODULE, args, log_path, lambda: _http_answers(port), "the SLS emulator")
+    marker = f"{EMULATOR_MODULE} {' '.join(args[:4])}"
+    return Service(SLS, ref.pid, ref.start_ticks, port, marker, str(log_path))
+
+
+def _start_smtp(state_dir: Path, port: int, tls_port: int) -> Service:
+    smtp_dir = smtp_state_dir(state_dir)
+    smtp_dir.mkdir(parents=True, exist_ok=True)
+    info = smtp_dir / INFO_NAME
+    info.unlink(missing_ok=True)  # the server writes it again once both listeners answer
+    log_path = smtp_dir / "smtp.log"
+    args = ["--dir", str(smtp_dir), "--port", str(port), "--tls-port", str(tls_port)]
+    ref = _spawn(SMTP_MODULE, args, log_path, info.exists, "the SMTP server")
+    marker = f"{SMTP_MODULE} {' '.join(args[:2])}"
+    return Service(SMTP, ref.pid, ref.start_ticks, port, marker, str(log_path))
+
+
+def _spawn(module: str, args: list[str], log_path: Path, ready: Callable[[], bool], what: str) -> ProcessRef:
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", EMULATOR_MODULE, *args],
+            [sys.executable, "-m", module, *args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     ref = ProcessRef.of(proc.pid)
-    deadline = time.monotonic() + SLS_START_TIMEOUT_S
-    while not _http_answers(port):
+    deadline = time.monotonic() + CHILD_START_TIMEOUT_S
+    while not ready():
         if proc.poll() is not None or time.monotonic() > deadline:
             ref.kill()
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
             why = f"exited with code {proc.returncode}" if proc.returncode is not None else "did not answer"
-            msg = f"the SLS emulator {why} (within {SLS_START_TIMEOUT_S:.0f}s); {log_path}:\n{tail}"
+            msg = f"{what} {why} (within {CHILD_START_TIMEOUT_S:.0f}s); {log_path}:\n{tail}"
             raise StackError(msg)
         time.sleep(0.1)
-    marker = f"{EMULATOR_MODULE} {' '.join(args[:4])}"
-    return Service(SLS, proc.pid, ref.start_ticks, port, marker, str(log_path))
+    return ref
+
+
+def smtp_state_dir(state_dir: Path) -> Path:
+    """Where the SMTP server keeps its certificate, `server.json` (ports) and `mail/`."""
+    return state_dir / SMTP
 
 
 def _http_answers(port: int) -> bool:

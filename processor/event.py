@@ -7,13 +7,12 @@ from typing import Any
 
 import orjson
 
-from common import cursors
+from common.cursors import cursor_position
 from common.errors import EventError
 
 
-def cursor_position(cursor: str, name: str = "cursor") -> int:
-    """The position behind an SLS cursor of the event (`common.cursors`); not a cursor is an `EventError`."""
-    return cursors.cursor_position(cursor, name, EventError)
+def _position(cursor: str, name: str) -> int:
+    return cursor_position(cursor, name, EventError)
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class TriggerEvent:
             raise EventError(msg)
         begin = _string(source, "beginCursor")
         end = _string(source, "endCursor")
-        if cursor_position(begin, "source.beginCursor") > cursor_position(end, "source.endCursor"):
+        if _position(begin, "source.beginCursor") > _position(end, "source.endCursor"):
             msg = f"event range is reversed: source.beginCursor {begin!r} lies after source.endCursor {end!r}"
             raise EventError(msg)
         parameter = doc.get("parameter", {})

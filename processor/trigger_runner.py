@@ -37,12 +37,12 @@ from aliyun.log import LogException
 from checkpoints.base import Checkpoint, CheckpointKey, CheckpointStore
 from checkpoints.file import FileCheckpointStore
 from checkpoints.sls_consumer_group import SlsConsumerGroupStore
-from common.cursors import cursor_from_position
+from common.cursors import cursor_from_position, cursor_position
 from common.errors import CheckpointError, ConfigError, EventError, ProcessorError
 from common.sls_errors import sls_error
 from processor.credentials import Credentials
 from processor.delivery.summary import Summary
-from processor.event import TriggerEvent, cursor_position
+from processor.event import TriggerEvent
 from processor.invocation_retry import StopFlag, invocation_retrying
 from processor.runtime import Runtime
 from processor.sls.shards import BEGIN, END, Logstore, Position, ShardInfo

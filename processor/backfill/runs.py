@@ -27,12 +27,12 @@ from typing import Any, BinaryIO, Protocol
 from tenacity import retry_if_not_exception_type
 
 from checkpoints.null import NullCheckpointStore
-from common.cursors import cursor_from_position
+from common.cursors import cursor_from_position, cursor_position
 from common.errors import ConfigError
 from processor.credentials import Credentials
 from processor.delivery.dry_run import DEFAULT_MESSAGE_MAX_BYTES, OutputClosedError, PrintingSink
 from processor.delivery.observers import Emit, ProjectedPage
-from processor.event import TriggerEvent, cursor_position
+from processor.event import TriggerEvent
 from processor.invocation_retry import StopFlag, invocation_retrying
 from processor.runtime import Runtime
 from processor.sls.shards import Logstore, Position, ShardInfo

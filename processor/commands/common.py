@@ -19,10 +19,10 @@ from typing import Any
 
 from aliyun.log import LogClient
 
-from common.errors import ConfigError, EventError
+from common.cursors import cursor_position
+from common.errors import ConfigError
 from processor.config import Settings, json_object
 from processor.credentials import Credentials, resolve_credentials
-from processor.event import cursor_position
 from processor.invocation_retry import StopFlag
 from processor.sls.endpoint import check_endpoint
 from processor.sls.shards import Logstore, Position
@@ -137,7 +137,7 @@ def parse_position(text: str, flag: str, allow_cursor: bool = True) -> Position:
     if allow_cursor:
         try:
             cursor_position(value, flag)
-        except EventError:
+        except ValueError:
             pass
         else:
             return Position("cursor", value, text)

@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 
-from checkpoints.base import CheckpointKey
+from checkpoints.base import CheckpointKey, position
+from common.cursors import cursor_position
 from processor.commands.common import access_from_args, add_logstore_options, parse_shards, settings_without_kafka
-from processor.event import cursor_position
 from processor.runtime import Runtime
 from processor.sls.shards import Logstore, ShardInfo, select_shards
 from processor.trigger_runner import TRIGGER_SCOPE, trigger_progress_store
@@ -67,7 +67,7 @@ def shard_lag(logstore: Logstore, shard: ShardInfo, checkpoint: str | None) -> d
     if checkpoint is None:
         row["note"] = "no checkpoint"
         return row
-    pos = cursor_position(checkpoint, "checkpoint")
+    pos = position(checkpoint)
     row["lag_log_groups"] = max(0, end_pos - pos)
     if end_time is None:
         row["lag_seconds"] = 0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from checkpoints.base import Checkpoint
-from processor.event import TriggerEvent, cursor_position
+from checkpoints.base import Checkpoint, position
+from common.cursors import cursor_position
+from processor.event import TriggerEvent
 
 ResumeState = Literal["first", "done", "resume", "catch-up", "unproven", "begin"]
 
@@ -32,11 +33,11 @@ def resume_point(event: TriggerEvent, saved: Checkpoint | None) -> ResumePoint:
     begin, end = event.begin_cursor, event.end_cursor
     if saved is None:
         return ResumePoint("first", begin)
-    if saved.origin is not None and cursor_position(saved.origin, "checkpoint origin") > cursor_position(begin):
+    if saved.origin is not None and position(saved.origin) > cursor_position(begin):
         return ResumePoint("unproven", begin)
     if saved.covers(begin, end):
         return ResumePoint("done", saved.cursor)
-    pos = cursor_position(saved.cursor, "checkpoint")
+    pos = position(saved.cursor)
     if pos > cursor_position(begin):
         return ResumePoint("resume", saved.cursor)
     if pos < cursor_position(begin):

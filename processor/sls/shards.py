@@ -15,12 +15,11 @@ from typing import Any, Literal
 from aliyun.log import LogException
 from tenacity import Retrying
 
-from common.cursors import cursor_from_position
+from common.cursors import cursor_from_position, cursor_position
 from common.deadline import Deadline
 from common.errors import BudgetExceededError, ConfigError, SourceError
 from common.sls_errors import sls_error
 from processor.config import SourceConfig
-from processor.event import cursor_position
 from processor.sls.retry import DeadlineLogClient, sls_retrying
 from processor.sls.source import Gap, ShardRangeSource
 

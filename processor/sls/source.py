@@ -16,11 +16,11 @@ from typing import Any, Protocol
 from aliyun.log import LogException
 from tenacity import Retrying
 
+from common.cursors import cursor_position
 from common.deadline import Deadline
 from common.errors import BudgetExceededError, CursorExpiredError, SourceError
 from common.sls_errors import sls_error
 from processor.config import SourceConfig
-from processor.event import cursor_position
 from processor.sls.retry import PullTooLargeError
 
 log = logging.getLogger(__name__)

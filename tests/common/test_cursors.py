@@ -6,8 +6,7 @@ import pytest
 
 from checkpoints.base import position
 from common.cursors import cursor_from_position, cursor_position
-from common.errors import CheckpointError, EventError
-from processor.event import cursor_position as event_cursor_position
+from common.errors import CheckpointError
 
 
 def test_a_position_round_trips_and_matches_the_cursors_sls_hands_out():
@@ -22,7 +21,6 @@ def test_a_cursor_without_padding_decodes():
 
 @pytest.mark.parametrize(("decode", "error", "name"), [
     (cursor_position, ValueError, "cursor"),
-    (event_cursor_position, EventError, "cursor"),
     (position, CheckpointError, "checkpoint cursor"),
 ])
 def test_not_a_cursor_raises_the_readers_error_naming_the_value(decode, error, name):

@@ -41,36 +41,40 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_dev_up_twice_status_down_runs_one_copy_then_nothing(state_dir):
-    kafka_port, sls_port = free_port(), free_port()
-    ports = ("--kafka-port", str(kafka_port), "--sls-port", str(sls_port))
+    kafka_port, sls_port, smtp_port, smtp_tls_port = free_port(), free_port(), free_port(), free_port()
+    ports = ("--kafka-port", str(kafka_port), "--sls-port", str(sls_port),
+             "--smtp-port", str(smtp_port), "--smtp-tls-port", str(smtp_tls_port))
 
     first = dev("up", *ports, state_dir=state_dir)
     assert first.returncode == 0, first.stderr
     assert f"127.0.0.1:{kafka_port}" in first.stdout
     assert f"HTTP_PROXY=http://127.0.0.1:{sls_port}" in first.stdout
+    assert f"SMTP on 127.0.0.1:{smtp_port} (STARTTLS offered), implicit TLS on 127.0.0.1:{smtp_tls_port}" in (
+        first.stdout)
     recorded = json.loads((state_dir / "state.json").read_text())
     processes = {name: ProcessRef(svc["pid"], svc["start_ticks"]) for name, svc in recorded.items()}
-    assert set(processes) == {"kafka", "sls"}
+    assert set(processes) == {"kafka", "sls", "smtp"}
     assert all(p.is_running() for p in processes.values())
 
     second = dev("up", *ports, state_dir=state_dir)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("already running") == 2
+    assert second.stdout.count("already running") == 3
     assert json.loads((state_dir / "state.json").read_text()) == recorded
 
     up_status = dev("status", state_dir=state_dir)
     assert up_status.returncode == 0, up_status.stdout
     assert f"port {kafka_port}" in up_status.stdout
     assert f"port {sls_port}" in up_status.stdout
+    assert f"port {smtp_port}" in up_status.stdout
 
     down = dev("down", state_dir=state_dir)
     assert down.returncode == 0, down.stderr
-    assert down.stdout.count("stopped") == 2
+    assert down.stdout.count("stopped") == 3
     assert not any(p.is_running() for p in processes.values())
 
     down_status = dev("status", state_dir=state_dir)
     assert down_status.returncode == EXIT_DOWN
-    assert down_status.stdout.count("not running") == 2
+    assert down_status.stdout.count("not running") == 3
 
 
 def test_dev_down_leaves_a_process_that_reused_a_recorded_pid(state_dir):
@@ -101,7 +105,8 @@ def test_dev_down_leaves_a_process_that_reused_a_recorded_pid(state_dir):
 def test_dev_up_port_taken_fails_and_leaves_nothing_running(state_dir, kafka):
     if not hasattr(kafka, "port"):
         pytest.fail("needs the suite's own broker to occupy a known port")
-    result = dev("up", "--kafka-port", str(free_port()), "--sls-port", str(kafka.port), state_dir=state_dir)
+    result = dev("up", "--kafka-port", str(free_port()), "--sls-port", str(kafka.port),
+                 "--smtp-port", str(free_port()), "--smtp-tls-port", str(free_port()), state_dir=state_dir)
 
     assert result.returncode == 1
     assert f"port {kafka.port} is already in use" in result.stderr

@@ -16,9 +16,9 @@ import orjson
 import pytest
 from aliyun.log.proto import LogGroupRaw
 
+from common.cursors import cursor_position
 from common.errors import ConfigError, DeadLetterToleranceError
 from processor import handler as fc
-from processor.event import cursor_position
 from tests.faults.test_fault_matrix import MODES, Setup, one_shard
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import fc312_context, json_contents, put_groups, shard_events

@@ -18,10 +18,10 @@ import pytest
 
 from checkpoints.base import CheckpointKey
 from checkpoints.kafka_txn import KafkaCheckpointStore
+from common.cursors import cursor_position
 from common.deadline import Deadline
 from common.errors import CheckpointError, ProcessorError
 from processor import handler as fc
-from processor.event import cursor_position
 from processor.sls.shards import cursor_from_position
 from tests.faults.test_fault_matrix import MODES, Setup, one_shard
 from tests.kafka_helpers import read_all

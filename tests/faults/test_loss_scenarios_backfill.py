@@ -13,7 +13,7 @@ from collections import Counter
 import orjson
 import pytest
 
-from processor.event import cursor_position
+from common.cursors import cursor_position
 from processor.sls.shards import cursor_from_position
 from tests.kafka_helpers import read_all
 from tests.processor.commands_support import Stack, make_stack

@@ -15,10 +15,11 @@ import orjson
 import pytest
 
 from checkpoints.base import CheckpointKey
+from common.cursors import cursor_position
 from common.errors import ProcessorError
 from processor import handler as fc
 from processor.credentials import Credentials
-from processor.event import TriggerEvent, cursor_position
+from processor.event import TriggerEvent
 from processor.projection import Projector
 from processor.runtime import Runtime
 from processor.sls.shards import cursor_from_position

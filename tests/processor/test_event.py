@@ -3,8 +3,9 @@ import base64
 import orjson
 import pytest
 
+from common.cursors import cursor_position
 from common.errors import EventError
-from processor.event import TriggerEvent, cursor_position
+from processor.event import TriggerEvent
 
 
 def cursor(n: int) -> str:

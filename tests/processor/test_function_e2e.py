@@ -292,7 +292,7 @@ def test_expired_cursor_follows_policy_and_reports_the_gap(function, sls_client,
 def _cursor_plus(cursor: str, n: int) -> str:
     import base64
 
-    from processor.event import cursor_position
+    from common.cursors import cursor_position
 
     return base64.b64encode(str(cursor_position(cursor) + n).encode()).decode()
 

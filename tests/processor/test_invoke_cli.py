@@ -6,7 +6,7 @@ from collections import Counter
 
 import orjson
 
-from processor.event import cursor_position
+from common.cursors import cursor_position
 from tests.pipeline_support import shard_events
 from tests.processor.commands_support import stack_fixture  # noqa: F401  (the `stack` fixture)
 

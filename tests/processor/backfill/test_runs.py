@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
+from common.cursors import cursor_position
 from common.errors import ConfigError
 from processor.backfill.jobs import JobManifest, JobManifests, JobRequest, bind_job
 from processor.backfill.runs import (
@@ -20,7 +21,6 @@ from processor.backfill.runs import (
 )
 from processor.credentials import Credentials
 from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES
-from processor.event import cursor_position
 from processor.runtime import Runtime
 from processor.sls.shards import Position, cursor_from_position
 from tests.kafka_helpers import read_all

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+from common.cursors import cursor_position
 from common.deadline import Deadline
 from processor.config import SourceConfig
-from processor.event import cursor_position
 from processor.sls.retry import PullTooLargeError, RetryStats, sls_retrying
 from processor.sls.shards import cursor_from_position
 from processor.sls.source import MAX_PAGE_BYTES, TARGET_PAGE_BYTES, ShardRangeSource, page_count
