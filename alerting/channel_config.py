@@ -1,8 +1,10 @@
-"""Which channel the evaluator sends through, from one setting (`ALERT_CHANNEL`, `--channel`).
+"""The channels the evaluator sends through: the rules file's `channels:` section (email, webhook, DingTalk; see
+`alerting.channels`), plus optionally one more from a setting (`ALERT_CHANNEL`, `--channel`), named `default`:
 
 * `file:PATH`: each notification appended to PATH as a JSON line (local runs, tests, a dry evaluator);
-* `module:factory`: `factory(env)` returns a `Channel` (e.g. `alerting.channels.smtp:from_env`), so a channel
-  reads its own settings (server, TLS, recipients) from the environment.
+* `module:factory`: `factory(env)` returns a `Channel`, for a channel of your own.
+
+A rule sends to the channels it names (`channels: [ops-mail]`), or to every channel when it names none.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import orjson
 
 from alerting.notification import Channel, Notification, SendResult
 from alerting.outbox import to_json
+from alerting.rules import Rule, RuleSet
 from common.errors import ConfigError
+
+DEFAULT_CHANNEL = "default"
 
 
 class FileChannel:
@@ -52,3 +57,24 @@ def load_channel(spec: str, env: Mapping[str, str] | None = None) -> Channel:
         msg = f"ALERT_CHANNEL={spec!r}: the factory returned {channel!r}, which has no send(notification)"
         raise ConfigError(msg)
     return channel
+
+
+def evaluator_channels(rules: RuleSet, spec: str | None, env: Mapping[str, str] | None = None) -> dict[str, Channel]:
+    """Every channel by name, checked now: a wrong setting stops the start naming the channel and the key."""
+    channels: dict[str, Channel] = {}
+    if rules.channels:
+        from alerting.channels import channels_from_config
+
+        base = Path(rules.source).parent if rules.source else None
+        channels.update(channels_from_config(rules.channels, base_dir=base, environ=env))
+    if spec:
+        channels[DEFAULT_CHANNEL] = load_channel(spec, env)
+    if not channels:
+        msg = (f"{rules.source}: no channel to send through: declare a channels: section in the rules file, or set "
+               "ALERT_CHANNEL (--channel)")
+        raise ConfigError(msg)
+    return channels
+
+
+def targets(rule: Rule, channels: Mapping[str, Channel]) -> list[str]:
+    return list(rule.channels) if rule.channels else sorted(channels)

@@ -78,7 +78,7 @@ class _Context:
         return {g for s in range(end - r.window_seconds, end, r.hop_seconds) for g in self.panes.get(s, {})}
 
     def notify(self, transition: Transition, group: str, start: int, end: int, value: float | None,
-               groups: tuple[GroupValue, ...] = (), extra: str = "") -> None:
+               groups: tuple[GroupValue, ...] = (), extra: str = "", firing_id: str | None = None) -> None:
         r = self.rule
         history = [(e - r.window_seconds, d[group][0]) for e, d in sorted(self.state.decided.items())
                    if group in d and d[group][0] is not None][-HISTORY_WINDOWS:]
@@ -90,13 +90,19 @@ class _Context:
             threshold=r.threshold if r.kind == "window" else None, comparison=_comparison(r), window_start=start,
             window_end=end,
             groups=groups, history=tuple(history), samples=tuple(samples),
-            labels={**r.labels, **({r.key: group} if r.key and group and r.kind == "window" else {})})
+            labels={**r.labels, **({r.key: group} if r.key and group and r.kind == "window" else {})},
+            firing_id=firing_id)
         silenced = self.now < r.silence_until
         self.out.events.append({"event": "transition", "rule": r.name, "group": group, "id": n.id,
                                 "transition": transition.value, "value": value, "window_start": start,
                                 "window_end": end, "silenced": silenced})
         if not silenced:
             self.out.notifications.append(n)
+
+
+def _firing_id(rule: Rule, group: str, since: int) -> str:
+    """The id the firing of `group` at window `since` got: repeats and the resolution thread under it."""
+    return notification_id(rule.name, Transition.FIRING, group, since)
 
 
 def _comparison(rule: Rule) -> str:
@@ -136,7 +142,7 @@ def _step(ctx: _Context, group: str, start: int, end: int, value: float | None, 
         if g.status == FIRING:
             if ctx.now - g.last_sent >= rule.repeat_seconds:
                 g.last_sent = ctx.now
-                ctx.notify(Transition.REPEAT, group, start, end, value)
+                ctx.notify(Transition.REPEAT, group, start, end, value, firing_id=_firing_id(rule, group, g.since))
         elif g.breaches >= rule.for_windows:
             g.status, g.since, g.last_sent = FIRING, start, ctx.now
             ctx.notify(Transition.FIRING, group, start, end, value)
@@ -149,7 +155,8 @@ def _step(ctx: _Context, group: str, start: int, end: int, value: float | None, 
         if g.clears > rule.keep_firing:
             g.status, g.clears = INACTIVE, 0
             if rule.send_resolved:
-                ctx.notify(Transition.RESOLVED, group, start, end, value, extra=str(g.since))
+                ctx.notify(Transition.RESOLVED, group, start, end, value, extra=str(g.since),
+                           firing_id=_firing_id(rule, group, g.since))
     else:
         g.status = INACTIVE
 

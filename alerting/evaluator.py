@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from alerting.channel_config import targets
 from alerting.engine import RuleEngine
 from alerting.notification import Channel
 from alerting.outbox import SENT, claimed, due, from_json, new_entry, send, settled
@@ -75,9 +76,9 @@ class TickReport:
 
 
 class Evaluator:
-    def __init__(self, rules: RuleSet, config: EvaluatorConfig, channel: Channel,
+    def __init__(self, rules: RuleSet, config: EvaluatorConfig, channels: Mapping[str, Channel],
                  clock: Callable[[], float] = time.time) -> None:
-        self.rules, self.config, self.channel, self.clock = rules, config, channel, clock
+        self.rules, self.config, self.channels, self.clock = rules, config, dict(channels), clock
         self.engines = [RuleEngine(r, rules.grace_seconds, rules.late_horizon_seconds) for r in rules.rules]
         self.store = AlertStore(config.client_config, config.state_topic, config.history_topic)
         loaded = self.store.load()
@@ -113,11 +114,13 @@ class Evaluator:
             for event in outcome.events:
                 records.append((history, engine.rule.name, {"at": now, **event}))
             for n in outcome.notifications:
-                if n.id in self.outbox:
-                    continue
-                entry = self.outbox[n.id] = new_entry(n, now)
-                records.append((self.config.state_topic, OUTBOX_KEY + n.id, entry))
                 report.notifications += 1
+                for channel in targets(engine.rule, self.channels):
+                    # One entry per notification and channel: each channel gets it once, whatever the others do.
+                    oid = f"{n.id}/{channel}"
+                    if oid not in self.outbox:
+                        entry = self.outbox[oid] = {**new_entry(n, now), "channel": channel}
+                        records.append((self.config.state_topic, OUTBOX_KEY + oid, entry))
         records += self._expired_entries(now)
         self.store.commit(records)
         self._dispatch(report)
@@ -134,17 +137,22 @@ class Evaluator:
         lease = self.config.claim_lease_seconds
         for nid, entry in sorted(self.outbox.items(), key=lambda kv: kv[1]["created"]):
             now = self.clock()
+            channel = self.channels.get(entry["channel"])
             if not due(entry, now, lease):
+                continue
+            if channel is None:
+                log.warning("alert %s waits for channel %r, which the rules file no longer declares", nid,
+                            entry["channel"])
                 continue
             n = from_json(entry["notification"])
             claim = claimed(entry, now)
             # Committed before the channel is called: a raced or restarted evaluator sees the claim.
             self.store.commit([(self.config.state_topic, OUTBOX_KEY + nid, claim)])
             self.outbox[nid] = claim
-            result = send(self.channel, n)
+            result = send(channel, n)
             done = settled(claim, result, self.clock())
             attempt = {"at": self.clock(), "event": "attempt", "rule": n.rule, "id": nid,
-                       "transition": n.transition.value, "channel": getattr(self.channel, "name", "?"),
+                       "transition": n.transition.value, "channel": entry["channel"],
                        "attempt": claim["attempts"], "delivered": result.delivered, "retryable": result.retryable,
                        "reply": result.reply}
             self.store.commit([(self.config.state_topic, OUTBOX_KEY + nid, done),

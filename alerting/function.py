@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict
 from typing import Any
 
-from alerting.channel_config import load_channel
+from alerting.channel_config import evaluator_channels
 from alerting.evaluator import Evaluator, EvaluatorConfig
 from alerting.rules import load_rules
 from common.errors import ConfigError, FatalSinkError
@@ -26,12 +26,12 @@ def initialize(context: Any = None) -> Evaluator:
     """FC initializer: the rules, the channel and the Kafka settings are checked here, once per instance."""
     global _evaluator
     env = os.environ
-    for name in ("ALERT_RULES", "ALERT_CHANNEL"):
-        if not env.get(name, "").strip():
-            msg = f"{name} is not set: the evaluator needs the rules file and the channel (see README, Alerts)"
-            raise ConfigError(msg)
+    if not env.get("ALERT_RULES", "").strip():
+        msg = "ALERT_RULES is not set: the evaluator needs the rules file (see README, Alerts)"
+        raise ConfigError(msg)
     rules = load_rules(env["ALERT_RULES"].strip())
-    _evaluator = Evaluator(rules, EvaluatorConfig.from_env(env), load_channel(env["ALERT_CHANNEL"].strip(), env))
+    channels = evaluator_channels(rules, env.get("ALERT_CHANNEL", "").strip() or None, env)
+    _evaluator = Evaluator(rules, EvaluatorConfig.from_env(env), channels)
     return _evaluator
 
 

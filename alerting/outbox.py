@@ -62,8 +62,12 @@ def send(channel: Channel, n: Notification) -> SendResult:
 
 
 def settled(entry: dict[str, Any], result: SendResult, now: float) -> dict[str, Any]:
-    """After an attempt: sent, or pending again after an exponential backoff (every failure is retried)."""
+    """After an attempt: sent, or pending again after an exponential backoff (every failure is retried: an
+    alert is never given up)."""
     if result.delivered:
         return {**entry, "status": SENT, "reply": result.reply, "sent_at": now}
+    # A refusal the channel calls final (a bad login, an unknown recipient) waits for a fix at the longest backoff.
     backoff = min(FIRST_BACKOFF_SECONDS * 2 ** (entry["attempts"] - 1), MAX_BACKOFF_SECONDS)
+    if not result.retryable:
+        backoff = MAX_BACKOFF_SECONDS
     return {**entry, "status": PENDING, "reply": result.reply, "next_at": now + backoff}

@@ -33,7 +33,7 @@ _THRESHOLD = re.compile(r"^\s*(>=|<=|!=|==|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
 MAX_PANES_PER_WINDOW = 1440
 
 COMMON_KEYS = {"name", "type", "severity", "description", "labels", "for", "keep_firing", "repeat", "send_resolved",
-               "silence_until"}
+               "silence_until", "channels"}
 KIND_KEYS = {
     "record": {"when", "key", "value", "every"},
     "window": {"aggregate", "field", "filter", "group_by", "window", "hop", "threshold"},
@@ -53,6 +53,7 @@ class Rule:
     repeat_seconds: int = 4 * 3600
     send_resolved: bool = True
     silence_until: int = 0  # epoch seconds; nothing is sent before it
+    channels: tuple[str, ...] = ()  # names in the file's `channels:` section; empty: every channel
     condition: Condition | None = None  # record: `when`; window and absence: `filter`
     key: str | None = None  # record and absence: per key; window: `group_by`
     value_field: str | None = None  # record: the field reported per key; window: the aggregated field
@@ -77,6 +78,9 @@ class RuleSet:
     grace_seconds: int = 60  # a window closes at its end plus this, by wall clock
     late_horizon_seconds: int = 3600  # closed windows kept this long for corrections from late records
     source: str = ""
+    # The file's `channels:` section as written; `alerting.channels.channels_from_config` builds the channels
+    # (the evaluator and `alerts check` do; the function never needs them).
+    channels: Mapping[str, Any] = field(default_factory=dict)
 
     def check_fields(self, projected: frozenset[str] | set[str], variable: str = "PROJECTION_FIELDS") -> None:
         """Every field a rule reads must be projected: the observer sees projected records only."""
@@ -106,7 +110,11 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
     if not isinstance(doc, Located):
         msg = f"{source}: expected a mapping with a 'rules' list"
         raise RulesError(msg)
-    unknown(doc, {"rules", "evaluator"}, source, "the file")
+    unknown(doc, {"rules", "evaluator", "channels"}, source, "the file")
+    channels = doc.get("channels") or Located()
+    if not isinstance(channels, Located):
+        msg = f"{source}:{doc.lines['channels']}: 'channels' must be a mapping of channel names to their settings"
+        raise RulesError(msg)
     ev = doc.get("evaluator") or Located()
     if not isinstance(ev, Located):
         msg = f"{source}:{doc.lines['evaluator']}: 'evaluator' must be a mapping"
@@ -122,16 +130,16 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
         raise RulesError(msg)
     rules, seen = [], set()
     for item in items:
-        rule = _rule(item, source)
+        rule = _rule(item, source, frozenset(channels))
         if rule.name in seen:
             msg = f"{source}:{item.line}: rule {rule.name!r}: key 'name': the name is used twice"
             raise RulesError(msg)
         seen.add(rule.name)
         rules.append(rule)
-    return RuleSet(tuple(rules), grace, late, source)
+    return RuleSet(tuple(rules), grace, late, source, channels)
 
 
-def _rule(item: Any, source: str) -> Rule:
+def _rule(item: Any, source: str, channel_names: frozenset[str]) -> Rule:
     if not isinstance(item, Located):
         msg = f"{source}: each rule must be a mapping, got {item!r}"
         raise RulesError(msg)
@@ -154,6 +162,7 @@ def _rule(item: Any, source: str) -> Rule:
         "description": w.text("description") or "", "labels": {str(k): str(v) for k, v in labels.items()},
         "for_windows": w.integer("for", 1, 1), "keep_firing": w.integer("keep_firing", 0, 0),
         "send_resolved": w.boolean("send_resolved", True), "silence_until": w.instant("silence_until"),
+        "channels": _channels(w, channel_names),
     }
     if kind == "record":
         when = w.condition("when")
@@ -168,6 +177,19 @@ def _rule(item: Any, source: str) -> Rule:
         return Rule(**common, condition=w.condition("filter"), key=w.text("key"), after_seconds=after,
                     repeat_seconds=w.duration("repeat", 4 * 3600), window_seconds=every, hop_seconds=every)
     return _window_rule(w, common)
+
+
+def _channels(w: Where, declared: frozenset[str]) -> tuple[str, ...]:
+    names = w.m.get("channels", [])
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise w.fail("channels", f"expected a list of channel names, got {names!r}")
+    for name in names:
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none are declared"
+            raise w.fail("channels", f"{name!r} is not in the file's channels: section ({known})")
+    return tuple(names)
 
 
 def _required_text(w: Where, key: str) -> str:

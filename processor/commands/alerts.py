@@ -6,6 +6,7 @@ import argparse
 import sys
 import threading
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -49,8 +50,9 @@ def register(sub: Any) -> None:
                           description="Merge the partials, decide, send through ALERT_CHANNEL. Kafka settings and "
                           "ALERT_PARTIALS_TOPIC, ALERT_STATE_TOPIC, ALERT_HISTORY_TOPIC come from the environment.")
     run.add_argument("--rules", action=EnvDefault, env="ALERT_RULES", required=True, help="the rules file")
-    run.add_argument("--channel", action=EnvDefault, env="ALERT_CHANNEL", required=True,
-                     help="file:PATH or module:factory (a factory(env) returning a Channel)")
+    run.add_argument("--channel", action=EnvDefault, env="ALERT_CHANNEL",
+                     help="one more channel, named default, besides the rules file's channels: section: file:PATH "
+                     "(JSON lines) or module:factory (a factory(env) returning a Channel)")
     run.add_argument("--interval", type=float, default=30.0, help="seconds between evaluations (default 30)")
     run.add_argument("--once", action="store_true", help="evaluate once and exit (what the timer function does)")
     run.set_defaults(func=run_evaluator)
@@ -64,6 +66,11 @@ def register(sub: Any) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
+    if rules.channels:
+        from alerting.channels import channels_from_config
+
+        # Secrets and templates are checked too: a channel that cannot be built fails the evaluator's start.
+        channels_from_config(rules.channels, base_dir=Path(args.rules).parent)
     if args.fields:
         rules.check_fields({f.output for f in parse_fields(args.fields, "--fields")}, "--fields")
     sys.stdout.write(describe(rules))
@@ -117,10 +124,11 @@ def run_test(args: argparse.Namespace) -> int:
 
 
 def run_evaluator(args: argparse.Namespace) -> int:
-    from alerting.channel_config import load_channel
+    from alerting.channel_config import evaluator_channels
     from alerting.evaluator import Evaluator, EvaluatorConfig
 
-    evaluator = Evaluator(load_rules(args.rules), EvaluatorConfig.from_env(), load_channel(args.channel))
+    rules = load_rules(args.rules)
+    evaluator = Evaluator(rules, EvaluatorConfig.from_env(), evaluator_channels(rules, args.channel))
     stop = threading.Event()
     try:
         with graceful_stop(stop, "the evaluation"):

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aliyun.log import LogClient, LogItem, PutLogsRequest
 
-from alerting.channel_config import FileChannel
+from alerting.channel_config import FileChannel, evaluator_channels
 from alerting.evaluator import Evaluator, EvaluatorConfig
 from alerting.rules import parse_rules
 from processor import handler as fc
@@ -91,10 +91,12 @@ class AlertStack:
     clock: Clock
 
     def evaluator(self, lease: float = 120.0) -> Evaluator:
+        """Sending into `sent_path`, or through the rules file's channels when it declares some."""
         rules = parse_rules(self.rules_path.read_text(), str(self.rules_path))
         config = EvaluatorConfig({"bootstrap.servers": self.bootstrap}, self.partials, self.state, self.history,
                                  lease)
-        return Evaluator(rules, config, FileChannel(self.sent_path), self.clock)
+        channels = evaluator_channels(rules, None) if rules.channels else {"file": FileChannel(self.sent_path)}
+        return Evaluator(rules, config, channels, self.clock)
 
     def sent(self) -> list[dict[str, Any]]:
         if not self.sent_path.exists():

@@ -75,7 +75,7 @@ def test_run_once_sends_through_the_channel_and_history_shows_it(kafka, topic_fa
     assert main(["alerts", "history", "--rule", "speeding"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" ")[2] for line in lines] == ["transition", "attempt"]
-    assert f"file:{stack.sent_path} attempt 1: delivered (appended to {stack.sent_path})" in lines[1]
+    assert f"default attempt 1: delivered (appended to {stack.sent_path})" in lines[1]
     assert main(["alerts", "history", "--json"]) == 0
     assert orjson.loads(capsys.readouterr().out.splitlines()[0])["id"] == sent["id"]
 

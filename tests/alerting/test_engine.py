@@ -65,3 +65,16 @@ def test_state_survives_a_restart_as_json_firing_stays_firing():
     restored = RuleState.from_json(state.to_json())
     assert restored.groups[""].status == FIRING
     assert restored.closed_until == state.closed_until
+
+
+def test_a_resolution_and_a_repeat_name_the_firing_they_follow():
+    r = rule("  repeat: 1m\n")
+    index = PartialIndex()
+    for i, n in enumerate([9, 9, 1]):
+        index.add(partial(0, i * 10, i * 10 + 10, i, {T0 + 60 * i: n}))
+    engine, state = RuleEngine(r, 0, 3600), RuleState()
+    engine.evaluate(state, index, T0)
+    sent = [n for i in range(3) for n in engine.evaluate(state, index, T0 + 60 * (i + 1)).notifications]
+    firing, repeat, resolved = sent
+    assert (firing.firing_id, repeat.firing_id, resolved.firing_id) == (None, firing.id, firing.id)
+    assert len({firing.id, repeat.id, resolved.id}) == 3

@@ -48,7 +48,7 @@ def config(kafka, topic_factory):
 
 def firing_logstore_silence(config, channel, clock):
     """An evaluator whose only rule fires (an empty logstore) once a minute has passed."""
-    evaluator = Evaluator(RULES, config, channel, clock)
+    evaluator = Evaluator(RULES, config, {"c": channel}, clock)
     evaluator.tick()
     clock.now += 120
     return evaluator
@@ -59,7 +59,7 @@ def test_a_restarted_evaluator_keeps_the_firing_alert_and_does_not_send_it_again
     first = firing_logstore_silence(config, channel, clock)
     assert first.tick().sent == 1
     first.close()
-    second = Evaluator(RULES, config, channel, clock)
+    second = Evaluator(RULES, config, {"c": channel}, clock)
     assert second.states["quiet"].groups[""].status == "firing"
     clock.now += 60
     second.tick()
@@ -70,7 +70,7 @@ def test_a_restarted_evaluator_keeps_the_firing_alert_and_does_not_send_it_again
 def test_sent_entries_are_deleted_a_day_after_the_late_horizon(config):
     clock, channel = Clock(T0), Recording()
     rules = parse_rules("rules:\n- {name: quiet, type: absence, after: 1m, repeat: 30d}\n")
-    evaluator = Evaluator(rules, config, channel, clock)
+    evaluator = Evaluator(rules, config, {"c": channel}, clock)
     evaluator.tick()
     clock.now += 120
     evaluator.tick()
@@ -81,7 +81,7 @@ def test_sent_entries_are_deleted_a_day_after_the_late_horizon(config):
     evaluator.tick()
     evaluator.close()
     assert evaluator.outbox == {}
-    assert Evaluator(rules, config, channel, clock).outbox == {}  # the tombstone is what a restart reads
+    assert Evaluator(rules, config, {"c": channel}, clock).outbox == {}  # the tombstone is what a restart reads
     assert len(channel.sent) == 1
 
 
@@ -111,7 +111,7 @@ def test_a_crash_between_claim_and_send_is_sent_once_after_the_claim_lease(confi
     with pytest.raises(Crash):
         crashed.tick()
     channel = Recording()
-    successor = Evaluator(RULES, config, channel, clock)
+    successor = Evaluator(RULES, config, {"c": channel}, clock)
     [entry] = successor.outbox.values()
     assert entry["status"] == CLAIMED
     successor.tick()
@@ -128,7 +128,7 @@ def test_a_crash_between_claim_and_send_is_sent_once_after_the_claim_lease(confi
 def test_a_second_evaluator_fences_the_first(config):
     clock, channel = Clock(T0), Recording()
     first = firing_logstore_silence(config, channel, clock)
-    second = Evaluator(RULES, config, channel, clock)
+    second = Evaluator(RULES, config, {"c": channel}, clock)
     with pytest.raises(FatalSinkError, match="another alert evaluator took over"):
         first.tick()
     second.tick()
@@ -140,3 +140,25 @@ def test_the_state_topic_must_exist(kafka, topic_factory):
     store = AlertStore({"bootstrap.servers": kafka.bootstrap}, "no-such-alert-state", "h")
     with pytest.raises(ConfigError, match="topic 'no-such-alert-state' does not exist"):
         store.load()
+
+
+def test_each_rule_goes_to_its_channels_once_each(config):
+    rules = parse_rules("""channels:
+  a: {type: webhook, url: "http://127.0.0.1:9/a"}
+  b: {type: webhook, url: "http://127.0.0.1:9/b"}
+rules:
+  - {name: to-a, type: absence, after: 1m, channels: [a]}
+  - {name: to-all, type: absence, after: 1m}
+""")
+    clock, a, b = Clock(T0), Recording(), Recording()
+    evaluator = Evaluator(rules, config, {"a": a, "b": b}, clock)
+    evaluator.tick()
+    clock.now += 120
+    evaluator.tick()
+    evaluator.close()
+    restarted = Evaluator(rules, config, {"a": a, "b": b}, clock)
+    clock.now += 60
+    restarted.tick()
+    restarted.close()
+    assert (len(a.sent), len(b.sent)) == (2, 1)
+    assert set(b.sent) < set(a.sent)  # the same notification, under the same id, in both channels

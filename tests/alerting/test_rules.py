@@ -25,6 +25,8 @@ def test_the_vehicle_rules_load_with_their_settings():
     assert (by_name["zone-speed-p95"].aggregate, by_name["zone-speed-p95"].percentile) == ("percentile", 95.0)
     assert by_name["busy-hour"].send_resolved is False
     assert by_name["car-silent"].labels == {"team": "fleet"}
+    assert (speeding.channels, by_name["car-silent"].channels) == (("ops-mail",), ())
+    assert rules.channels["ops-mail"]["type"] == "email"
     assert by_name["logstore-silent"].silence_until == 1767225600
     assert by_name["logstore-silent"].key is None
     assert by_name["traffic-jam"].fields == {"speed", "zone"}
@@ -64,6 +66,8 @@ def test_conditions_compare_missing_and_mistyped_fields_as_no_match():
      "<rules>:5: rule 'r': key 'name': the name is used twice"),
     ("rules:\n- name: r\n  type: flatline\n", "<rules>:3: rule 'r': key 'type': 'flatline' is not one of"),
     ("rules: [\n", "<rules>:2: not valid YAML"),
+    ("rules:\n- name: r\n  type: absence\n  after: 5m\n  channels: [ops-mail]\n",
+     "<rules>:5: rule 'r': key 'channels': 'ops-mail' is not in the file's channels: section (none are declared)"),
     ("rules:\n- name: r\n  type: window\n  aggregate: dead_letter_rate\n  group_by: zone\n  window: 1m\n"
      "  threshold: '> 1'\n", "<rules>:5: rule 'r': key 'group_by': a dead-lettered log has no projected fields"),
     ("evaluator: {grace: -1}\nrules:\n- {name: r, type: absence, after: 5m}\n",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from alerting.channel_config import evaluator_channels
 from alerting.evaluator import EvaluatorConfig
 from alerting.rules import load_rules
 
@@ -26,6 +27,12 @@ def test_the_rules_it_names_ship_and_the_timer_ticks_once_per_hop():
     [timer] = PROPS["triggers"]
     every = re.fullmatch(r"@every (\d+)m", timer["triggerConfig"]["cronExpression"])
     assert int(every[1]) * 60 <= min(r.hop_seconds for r in rules.rules)
+
+
+def test_every_variable_the_rules_channels_reference_is_set():
+    rules = load_rules(ROOT / ENV["ALERT_RULES"])
+    environ = {k: "ops@example.com" if v.startswith("${") else v for k, v in ENV.items()}
+    assert sorted(evaluator_channels(rules, ENV["ALERT_CHANNEL"] or None, environ)) == ["ops-mail"]
 
 
 def test_its_configuration_reads_and_the_claim_lease_outlasts_an_invocation():
