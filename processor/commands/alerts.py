@@ -63,6 +63,11 @@ def register(sub: Any) -> None:
     history.add_argument("--json", action="store_true", help="one JSON object per line")
     history.set_defaults(func=run_history)
 
+    pending = cmds.add_parser("pending", help="show the notifications not sent yet (the outbox)",
+                              description="Print each outbox entry of ALERT_STATE_TOPIC that is not sent: its "
+                              "channel, status, attempts, next attempt and the last reply.")
+    pending.set_defaults(func=run_pending)
+
 
 def run_check(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
@@ -168,6 +173,28 @@ def run_history(args: argparse.Namespace) -> int:
             detail = f"value {event.get('value')} window {_iso(event['window_start'])}..{_iso(event['window_end'])}"
             detail += " (silenced)" if event.get("silenced") else ""
         print(f"{_iso(event['at'])} {event['rule']} {event['event']} {what} {event.get('id', '')[:12]} {detail}")
+    return 0
+
+
+def run_pending(args: argparse.Namespace) -> int:
+    from alerting.evaluator import OUTBOX_KEY, EvaluatorConfig
+    from alerting.outbox import SENT
+    from alerting.store import read_topic
+
+    config = EvaluatorConfig.from_env()
+    latest: dict[str, bytes | None] = dict(read_topic(config.client_config, config.state_topic))
+    waiting = 0
+    for key, value in sorted(latest.items()):
+        if not key.startswith(OUTBOX_KEY) or value is None:
+            continue
+        entry = orjson.loads(value)
+        if entry["status"] == SENT:
+            continue
+        waiting += 1
+        n = entry["notification"]
+        print(f"{n['rule']} {n['transition']} {n['id'][:12]} to {entry['channel']}: {entry['status']}, "
+              f"{entry['attempts']} attempt(s), next {_iso(entry['next_at'])}; last reply: {entry['reply'] or '-'}")
+    print(f"{waiting} notification(s) waiting")
     return 0
 
 

@@ -9,6 +9,7 @@ from alerting.outbox import CLAIMED, PENDING, SENT
 from alerting.rules import parse_rules
 from alerting.store import AlertStore
 from common.errors import ConfigError, FatalSinkError
+from processor.cli import main
 from tests.alerting.support import Clock
 from tests.kafka_helpers import read_all
 
@@ -85,10 +86,24 @@ def test_sent_entries_are_deleted_a_day_after_the_late_horizon(config):
     assert len(channel.sent) == 1
 
 
-def test_a_channel_that_is_down_is_retried_with_backoff_until_it_takes_the_alert(kafka, config):
+def pending_lines(kafka, config, monkeypatch, capsys):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap)
+    monkeypatch.setenv("ALERT_STATE_TOPIC", config.state_topic)
+    capsys.readouterr()
+    assert main(["alerts", "pending"]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_a_channel_that_is_down_is_retried_with_backoff_until_it_takes_the_alert(kafka, config, monkeypatch,
+                                                                                 capsys):
     clock, channel = Clock(T0), Recording(up=False)
     evaluator = firing_logstore_silence(config, channel, clock)
     assert (evaluator.tick().failed, channel.sent) == (1, [])
+    [waiting, total] = pending_lines(kafka, config, monkeypatch, capsys)
+    assert waiting.startswith("quiet firing ")
+    assert waiting.endswith("to c: pending, 1 attempt(s), next 2027-01-15T08:02:05Z; last reply: 421 4.3.0 service "
+                            "not available")
+    assert total == "1 notification(s) waiting"
     [entry] = evaluator.outbox.values()
     assert (entry["status"], entry["next_at"], entry["reply"]) == (PENDING, clock.now + 5, "421 4.3.0 service not "
                                                                    "available")
@@ -101,6 +116,7 @@ def test_a_channel_that_is_down_is_retried_with_backoff_until_it_takes_the_alert
     evaluator.close()
     assert len(channel.sent) == 1
     attempts = [r.value for r in read_all(kafka.bootstrap, config.history_topic) if b'"event":"attempt"' in r.value]
+    assert pending_lines(kafka, config, monkeypatch, capsys)[-1] == "0 notification(s) waiting"
     assert [b'"delivered":true' in a for a in attempts] == [False, True]
     assert b"250 2.0.0 queued" in attempts[1]
 
