@@ -64,7 +64,7 @@ def test_run_once_sends_through_the_channel_and_history_shows_it(kafka, topic_fa
         monkeypatch.setenv(name, value)
     args = ["alerts", "run", "--once", "--rules", str(stack.rules_path), "--channel", f"file:{stack.sent_path}"]
     assert main(args) == 0  # the first evaluation starts the windows now
-    t = window_start(1, ago=0) + 5  # a record time just ahead of the wall clock, so its pane closes at the next run
+    t = window_start(1, ago=0) + 2  # a record time just ahead of the wall clock, so its pane closes at the next run
     logstore.put(0, [({"speed": 140, "carID": 7, "zone": "z"}, t)])
     logstore.deliver()
     time.sleep(max(0.0, t + 1.2 - time.time()))
@@ -93,7 +93,7 @@ def test_an_evaluator_sigkilled_while_sending_is_sent_once_by_the_next(kafka, to
         monkeypatch.setenv(name, value)
     once = ["alerts", "run", "--once", "--rules", str(stack.rules_path)]
     assert main([*once, "--channel", f"file:{stack.sent_path}"]) == 0
-    t = window_start(1, ago=0) + 3
+    t = window_start(1, ago=0) + 2
     logstore.put(0, [({"speed": 140, "carID": 7, "zone": "z"}, t)])
     logstore.deliver()
     time.sleep(max(0.0, t + 1.2 - time.time()))
