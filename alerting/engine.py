@@ -7,7 +7,7 @@ Returns the notifications to send and the history events; it changes only the ru
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +32,13 @@ class RuleEngine:
     def __init__(self, rule: Rule, grace: int, late_horizon: int) -> None:
         self.rule, self.grace, self.late_horizon = rule, grace, late_horizon
 
-    def evaluate(self, state: RuleState, index: PartialIndex, now: float) -> Outcome:
+    def evaluate(self, state: RuleState, index: PartialIndex, now: float,
+                 measured: Mapping[str, float] | None = None) -> Outcome:
+        """`measured`: what lag rules compare, per group (shard)."""
         rule, out = self.rule, Outcome()
+        if rule.kind == "lag":
+            _lag(_Context(rule, state, index, {}, now, out), measured or {})
+            return out
         watermark = int(now) - self.grace
         if not state.closed_until:
             # Windows that closed before the evaluator first ran are not judged: start at the current one.
@@ -90,7 +95,7 @@ class _Context:
             threshold=r.threshold if r.kind == "window" else None, comparison=_comparison(r), window_start=start,
             window_end=end,
             groups=groups, history=tuple(history), samples=tuple(samples),
-            labels={**r.labels, **({r.key: group} if r.key and group and r.kind == "window" else {})},
+            labels={**r.labels, **_group_label(r, group)},
             firing_id=firing_id)
         silenced = self.now < r.silence_until
         self.out.events.append({"event": "transition", "rule": r.name, "group": group, "id": n.id,
@@ -98,6 +103,13 @@ class _Context:
                                 "window_end": end, "silenced": silenced})
         if not silenced:
             self.out.notifications.append(n)
+
+
+def _group_label(rule: Rule, group: str) -> dict[str, str]:
+    """Which group a window or lag alert is about (a digest lists its groups instead)."""
+    if rule.kind == "lag":
+        return {"shard": group}
+    return {rule.key: group} if rule.key and group and rule.kind == "window" else {}
 
 
 def _firing_id(rule: Rule, group: str, since: int) -> str:
@@ -212,6 +224,20 @@ def _record_digest(ctx: _Context, ends: list[int]) -> None:
         state.quiet_until[key] = pane + rule.repeat_seconds
     groups = tuple(GroupValue(k, v) for k, (_, v) in sorted(matched.items(), key=lambda kv: -kv[1][1]))
     ctx.notify(Transition.FIRING, "", start, end, float(len(groups)), groups, extra=",".join(sorted(matched)))
+
+
+def _lag(ctx: _Context, measured: Mapping[str, float]) -> None:
+    """Once per `every` of wall clock: each shard's lag through the state machine, as a window's value would."""
+    rule, state = ctx.rule, ctx.state
+    tick = int(ctx.now) - int(ctx.now) % rule.hop_seconds
+    if tick <= state.closed_until:
+        return
+    state.closed_until = tick
+    active = {g for g, s in state.groups.items() if s.status != INACTIVE}
+    for group in sorted(set(measured) | active):
+        value = measured.get(group)
+        _step(ctx, group, tick, tick + rule.hop_seconds, value, _breach(rule, value))
+    state.groups = {g: s for g, s in state.groups.items() if s.status != INACTIVE}
 
 
 def _absence(ctx: _Context, watermark: int) -> None:

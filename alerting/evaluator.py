@@ -77,8 +77,14 @@ class TickReport:
 
 class Evaluator:
     def __init__(self, rules: RuleSet, config: EvaluatorConfig, channels: Mapping[str, Channel],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 measure_lag: Callable[[], Mapping[str, float]] | None = None) -> None:
         self.rules, self.config, self.channels, self.clock = rules, config, dict(channels), clock
+        lag_rules = [r.name for r in rules.rules if r.kind == "lag"]
+        if lag_rules and measure_lag is None:
+            msg = f"{rules.source}: rule {lag_rules[0]!r} watches the lag, but the evaluator has no SLS to measure it"
+            raise ConfigError(msg)
+        self.measure_lag = measure_lag if lag_rules else None
         self.engines = [RuleEngine(r, rules.grace_seconds, rules.late_horizon_seconds) for r in rules.rules]
         self.store = AlertStore(config.client_config, config.state_topic, config.history_topic)
         loaded = self.store.load()
@@ -107,9 +113,10 @@ class Evaluator:
             index.add(partial)
         index.prune(cutoff)
         report.partials = len(partials)
+        measured = self.measure_lag() if self.measure_lag else None
         for engine in self.engines:
             state = self.states[engine.rule.name]
-            outcome = engine.evaluate(state, index, now)
+            outcome = engine.evaluate(state, index, now, measured)
             records.append((self.config.state_topic, RULE_KEY + engine.rule.name, state.to_json()))
             for event in outcome.events:
                 records.append((history, engine.rule.name, {"at": now, **event}))

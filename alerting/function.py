@@ -14,12 +14,15 @@ from typing import Any
 
 from alerting.channel_config import evaluator_channels
 from alerting.evaluator import Evaluator, EvaluatorConfig
+from alerting.lag import LagSource, lag_source
 from alerting.rules import load_rules
 from common.errors import ConfigError, FatalSinkError
+from processor.credentials import resolve_credentials
 
 log = logging.getLogger("alerting")
 
 _evaluator: Evaluator | None = None
+_lag: LagSource | None = None
 
 
 def initialize(context: Any = None) -> Evaluator:
@@ -31,7 +34,10 @@ def initialize(context: Any = None) -> Evaluator:
         raise ConfigError(msg)
     rules = load_rules(env["ALERT_RULES"].strip())
     channels = evaluator_channels(rules, env.get("ALERT_CHANNEL", "").strip() or None, env)
-    _evaluator = Evaluator(rules, EvaluatorConfig.from_env(env), channels)
+    global _lag
+    _lag = lag_source(rules, env, context)
+    _evaluator = Evaluator(rules, EvaluatorConfig.from_env(env), channels,
+                           measure_lag=_lag.measure if _lag else None)
     return _evaluator
 
 
@@ -39,6 +45,8 @@ def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
     """One evaluation; returns what it did. Raises (FC logs it, the next tick retries) when Kafka failed."""
     global _evaluator
     evaluator = _evaluator or initialize(context)
+    if _lag is not None and getattr(context, "credentials", None) is not None:
+        _lag.credentials = resolve_credentials(context, os.environ)
     try:
         return asdict(evaluator.tick())
     except FatalSinkError:

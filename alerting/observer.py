@@ -44,14 +44,16 @@ class AlertObserver:
     def __init__(self, rules: RuleSet, topic: str) -> None:
         self.rules = rules
         self.topic = topic
+        # Lag rules are measured by the evaluator, from SLS and the checkpoints: nothing to compute here.
+        self._rules = [rule for rule in rules.rules if rule.kind != "lag"]
         self._steps = [(rule.name, _group_step(rule), rule.condition.text if rule.condition else None)
-                       for rule in rules.rules if rule.aggregate != "dead_letter_rate"]
-        self._dead_letter_rules = [r for r in rules.rules if r.aggregate == "dead_letter_rate"]
+                       for rule in self._rules if rule.aggregate != "dead_letter_rate"]
+        self._dead_letter_rules = [r for r in self._rules if r.aggregate == "dead_letter_rate"]
         # Rules with the same condition (a record rule and a count of the same speeding) share one test per record.
         self._conditions = {r.condition.text: r.condition.test for r in rules.rules if r.condition}
 
     def on_batch(self, page: ProjectedPage, emit: Emit) -> None:
-        state: dict[str, tuple[Panes, Samples]] = {r.name: ({}, {}) for r in self.rules.rules}
+        state: dict[str, tuple[Panes, Samples]] = {r.name: ({}, {}) for r in self._rules}
         steps = [(step, condition, *state[name]) for name, step, condition in self._steps]
         loads = orjson.loads
         for group in page.groups:

@@ -5,7 +5,8 @@ Three kinds of rule:
     evaluation, each key then quiet for `repeat`;
   * `window`: an aggregate (count, sum, avg, min, max, pNN, distinct) over event-time windows across all shards,
     with an optional filter and group-by, tumbling (`window`) or hopping (`window` + `hop`);
-  * `absence`: nothing (matching `filter`) from a key, or from the whole logstore, for `after`.
+  * `absence`: nothing (matching `filter`) from a key, or from the whole logstore, for `after`;
+  * `lag`: per shard, how far the function's checkpoint is behind the newest data, in seconds (`sls-kafka lag`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from alerting.yaml_lines import Located, load_located
 
 __all__ = ["Rule", "RuleSet", "RulesError", "load_rules", "parse_rules"]
 
-KINDS = ("record", "window", "absence")
+KINDS = ("record", "window", "absence", "lag")
 SEVERITIES = ("info", "warning", "critical")
 # And pNN, a percentile. dead_letter_rate: the percentage of the logs read that went to the dead-letter topic.
 AGGREGATES = ("count", "sum", "avg", "min", "max", "distinct", "dead_letter_rate")
@@ -38,6 +39,7 @@ KIND_KEYS = {
     "record": {"when", "key", "value", "every"},
     "window": {"aggregate", "field", "filter", "group_by", "window", "hop", "threshold"},
     "absence": {"key", "filter", "after", "every"},
+    "lag": {"threshold", "every"},
 }
 
 
@@ -176,6 +178,11 @@ def _rule(item: Any, source: str, channel_names: frozenset[str]) -> Rule:
         every = w.duration("every", 60)
         return Rule(**common, condition=w.condition("filter"), key=w.text("key"), after_seconds=after,
                     repeat_seconds=w.duration("repeat", 4 * 3600), window_seconds=every, hop_seconds=every)
+    if kind == "lag":
+        every = w.duration("every", 60)
+        comparison, threshold = _threshold(w)
+        return Rule(**common, comparison=comparison, threshold=threshold, window_seconds=every, hop_seconds=every,
+                    repeat_seconds=w.duration("repeat", 4 * 3600))
     return _window_rule(w, common)
 
 
@@ -223,11 +230,16 @@ def _window_rule(w: Where, common: dict[str, Any]) -> Rule:
         raise w.fail("hop", f"the hop ({hop} s) must divide the window ({window} s)")
     if window // hop > MAX_PANES_PER_WINDOW:
         raise w.fail("hop", f"at most {MAX_PANES_PER_WINDOW} hops per window, got {window // hop}")
+    comparison, threshold = _threshold(w)
+    return Rule(**common, condition=w.condition("filter"), key=w.text("group_by"), value_field=value_field,
+                aggregate="percentile" if percentile else aggregate, percentile=percentile, window_seconds=window,
+                hop_seconds=hop, comparison=comparison, threshold=threshold,
+                repeat_seconds=w.duration("repeat", 4 * 3600))
+
+
+def _threshold(w: Where) -> tuple[str, float]:
     raw = w.m.get("threshold")
     m = _THRESHOLD.match(str(raw)) if isinstance(raw, str) else None
     if m is None:
         raise w.fail("threshold", f"expected a comparison and a number such as '> 50' or '< 5', got {raw!r}")
-    return Rule(**common, condition=w.condition("filter"), key=w.text("group_by"), value_field=value_field,
-                aggregate="percentile" if percentile else aggregate, percentile=percentile, window_seconds=window,
-                hop_seconds=hop, comparison=m[1], threshold=float(m[2]),
-                repeat_seconds=w.duration("repeat", 4 * 3600))
+    return m[1], float(m[2])

@@ -131,9 +131,12 @@ def run_test(args: argparse.Namespace) -> int:
 def run_evaluator(args: argparse.Namespace) -> int:
     from alerting.channel_config import evaluator_channels
     from alerting.evaluator import Evaluator, EvaluatorConfig
+    from alerting.lag import lag_source
 
     rules = load_rules(args.rules)
-    evaluator = Evaluator(rules, EvaluatorConfig.from_env(), evaluator_channels(rules, args.channel))
+    lag = lag_source(rules)
+    evaluator = Evaluator(rules, EvaluatorConfig.from_env(), evaluator_channels(rules, args.channel),
+                          measure_lag=lag.measure if lag else None)
     stop = threading.Event()
     try:
         with graceful_stop(stop, "the evaluation"):

@@ -7,6 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from aliyun.log import LogItem, PutLogsRequest
 
+from alerting.channel_config import FileChannel
+from alerting.evaluator import Evaluator, EvaluatorConfig
+from alerting.lag import LagSource
+from alerting.rules import parse_rules
 from processor import handler as fc
 from processor.cli import main
 from processor.credentials import Credentials
@@ -318,3 +322,38 @@ def test_two_instances_racing_on_the_same_ranges_count_each_record_once(kafka, t
     evaluator.close()
     [firing] = stack.sent()
     assert firing["value"] == 120
+
+
+LAG = """\
+rules:
+  - name: lagging
+    type: lag
+    threshold: "> 300"
+"""
+
+
+def test_lag_fires_when_a_shard_falls_behind_and_resolves_when_it_catches_up(kafka, topic_factory, tmp_path,
+                                                                            function_env, logstore, sls_clock):
+    stack = alert_stack(LAG, kafka, topic_factory, tmp_path, function_env)
+    lag = LagSource({**os.environ, "SLS_ENDPOINT": logstore.endpoint, "SLS_PROJECT": logstore.project,
+                     "SLS_LOGSTORE": logstore.name})
+    rules = parse_rules(LAG)
+    config = EvaluatorConfig({"bootstrap.servers": kafka.bootstrap}, stack.partials, stack.state, stack.history)
+    evaluator = Evaluator(rules, config, {"file": FileChannel(stack.sent_path)}, stack.clock, lag.measure)
+    for shard in range(4):
+        logstore.put(shard, [({"speed": 50, "carID": shard, "zone": "z"}, int(sls_clock.now))])
+    logstore.deliver()
+    sls_clock.advance(400)
+    logstore.put(2, [({"speed": 50, "carID": 2, "zone": "z"}, int(sls_clock.now))])  # not delivered yet
+    stack.clock.now = 1_800_000_000
+    evaluator.tick()
+    logstore.deliver()
+    stack.clock.now += 60
+    evaluator.tick()
+    evaluator.close()
+    lag.close()
+
+    assert [(n["transition"], n["labels"], n["value"]) for n in stack.sent()] == [
+        ("firing", {"shard": "2"}, 400.0), ("resolved", {"shard": "2"}, 0.0)]
+    assert {n["groups"] == [] for n in stack.sent()} == {True}
+    assert [n["description"] for n in stack.sent()] == ["lagging", "lagging"]

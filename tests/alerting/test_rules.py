@@ -27,6 +27,8 @@ def test_the_vehicle_rules_load_with_their_settings():
     assert by_name["car-silent"].labels == {"team": "fleet"}
     assert (speeding.channels, by_name["car-silent"].channels) == (("ops-mail",), ())
     assert rules.channels["ops-mail"]["type"] == "email"
+    lag = by_name["pipeline-lag"]
+    assert (lag.kind, lag.comparison, lag.threshold, lag.hop_seconds, lag.fields) == ("lag", ">", 300.0, 60, set())
     assert by_name["logstore-silent"].silence_until == 1767225600
     assert by_name["logstore-silent"].key is None
     assert by_name["traffic-jam"].fields == {"speed", "zone"}

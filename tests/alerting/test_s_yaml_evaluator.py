@@ -8,6 +8,7 @@ import yaml
 
 from alerting.channel_config import evaluator_channels
 from alerting.evaluator import EvaluatorConfig
+from alerting.lag import lag_source
 from alerting.rules import load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +34,20 @@ def test_every_variable_the_rules_channels_reference_is_set():
     rules = load_rules(ROOT / ENV["ALERT_RULES"])
     environ = {k: "ops@example.com" if v.startswith("${") else v for k, v in ENV.items()}
     assert sorted(evaluator_channels(rules, ENV["ALERT_CHANNEL"] or None, environ)) == ["ops-mail"]
+
+
+def test_the_lag_rule_reads_the_functions_checkpoints():
+    processor = DOC["resources"]["sls-kafka-processor"]["props"]["environmentVariables"]
+    assert (ENV["CHECKPOINT_STORE"], ENV["SLS_CONSUMER_GROUP"]) == (processor["CHECKPOINT_STORE"],
+                                                                  processor["SLS_CONSUMER_GROUP"])
+    rules = load_rules(ROOT / ENV["ALERT_RULES"])
+    # Deploy-time placeholders: a plaintext Kafka, credentials from the role.
+    environ = {**{k: "x" if v.startswith("${") else v for k, v in ENV.items() if not k.startswith("KAFKA_S")},
+               "ALIBABA_CLOUD_ACCESS_KEY_ID": "id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret"}
+    source = lag_source(rules, environ)
+    assert source is not None
+    assert source.runtime.settings.checkpoint.store == "sls"
+    source.close()
 
 
 def test_its_configuration_reads_and_the_claim_lease_outlasts_an_invocation():
