@@ -95,6 +95,8 @@ def describe(rules: RuleSet) -> str:
             hop = f" every {r.hop_seconds} s" if r.hop_seconds != r.window_seconds else ""
             where = f" where {r.condition.text}" if r.condition else ""
             what = f"{agg}{of}{where}{by} over {r.window_seconds} s{hop} {r.comparison} {r.threshold:g}"
+        elif r.kind == "lag":
+            what = f"lag per shard {r.comparison} {r.threshold:g} s, every {r.hop_seconds} s"
         else:
             what = f"nothing{' per ' + r.key if r.key else ''} for {r.after_seconds} s"
         lines.append(f"  {r.name} [{r.kind}, {r.severity}]: {what}")
