@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from common.errors import ProcessorError
 
@@ -27,6 +28,14 @@ COMMAND_MODULES = (
 )
 
 
+def installed_version() -> str:
+    """The installed distribution's version: pyproject.toml is the one place it is written."""
+    try:
+        return metadata.version("sls-kafka-processor")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sls-kafka",
@@ -34,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "poll like the SLS trigger, backfill, and run a local stack (Kafka + SLS emulator).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         try:
