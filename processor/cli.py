@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "processor.commands.run",
     "processor.commands.backfill",
     "processor.commands.lag",
+    "processor.commands.dlq",
     "processor.commands.plan",
     "processor.commands.package",
     "devstack.demo",

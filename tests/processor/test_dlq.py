@@ -1,0 +1,89 @@
+"""`sls-kafka dlq show` and `dlq replay` end to end: a wrong projection dead-letters records, `show` counts them
+by reason, the configuration is fixed, and `replay` delivers each exactly once, also when stopped and run again."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import orjson
+import pytest
+
+from tests.kafka_helpers import read_all
+from tests.pipeline_support import chunks, json_contents, put_groups
+from tests.processor.commands_support import stack_fixture  # noqa: F401  (the `stack` fixture)
+
+WRONG = "speed:int,carID:int,seq:int"  # upstream sends some speeds as 12.5: an int projection rejects them
+FIXED = "speed:number,carID:int,seq:int"
+MISFIT = "field 'speed' is 12.5, expected an int"
+POISON = "field 'speed' is 'fast', expected an int"
+POISON_NOW = "field 'speed' is 'fast', expected a number"
+
+
+def write_logs(stack) -> list[bytes]:
+    """60 records, every 6th with a float speed, two poison records; returns what a fixed projection delivers."""
+    records = [{"speed": 12.5 if i % 6 == 0 else i, "carID": 1000 + i % 7, "seq": i} for i in range(60)]
+    poison = [{"speed": "fast", "carID": 1, "seq": 900}, {"speed": "fast", "carID": 2, "seq": 901}]
+    groups = [*chunks(records[:30], 15), records[30:45] + poison[:1], records[45:] + poison[1:]]
+    put_groups(stack.client, stack.project, stack.logstore, (json_contents(g) for g in groups))
+    return [orjson.dumps(r) for r in records]
+
+
+def dead_letters(stack) -> list[dict]:
+    return [orjson.loads(r.value) for r in read_all(stack.bootstrap, stack.dlq)]
+
+
+@pytest.mark.parametrize("mode", ["at-least-once", "exactly-once"])
+def test_wrong_projection_dead_letters_then_replay_delivers_each_once_across_stops(stack, mode):
+    stack.extra.update(DELIVERY_MODE=mode, PROJECTION_FIELDS=WRONG)
+    expected = write_logs(stack)
+    ran = stack.cli("run", "--once", "--start", "begin")
+    assert ran.returncode == 0, ran.stderr
+    assert "50 delivered, 12 dead-lettered" in ran.stdout
+
+    shown = stack.cli("dlq", "show", "--limit", "10")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[0] == f"== {stack.dlq}: 12 dead letter(s)"
+    assert shown.stdout.endswith(f"== by reason:\n     10  {MISFIT}\n      2  {POISON}\n")
+    assert "   ... 2 more (--limit)" in shown.stdout
+    listed = [line for line in shown.stdout.splitlines() if " offset " in line]
+    assert len(listed) == 10
+    assert all(" shard " in line and " cursor M" in line and line.endswith((MISFIT, POISON)) for line in listed)
+    assert '   original: {"__time__":' in shown.stdout
+    poison = orjson.loads(stack.cli("dlq", "show", "--reason", "FAST", "--json").stdout)
+    assert poison["total"] == 2
+    assert poison["by_reason"] == {POISON: 2}
+    assert {orjson.loads(d["original"]["contents"][0][1])["seq"] for d in poison["dead_letters"]} == {900, 901}
+    by_shard = [orjson.loads(stack.cli("dlq", "show", "--shard", str(s), "--json").stdout)["total"] for s in (0, 1)]
+    assert sum(by_shard) == 12
+    assert all(by_shard)
+    future = orjson.loads(stack.cli("dlq", "show", "--since", "2999-01-01T00:00:00Z", "--json").stdout)
+    assert future["total"] == 0
+
+    stack.extra["PROJECTION_FIELDS"] = FIXED
+    # Stopped after 5 dead letters, then run again: together they deliver each misfit once. A poison record
+    # fails again with its new reason and is dead-lettered anew, after the end the run started with: the next
+    # replay reads it.
+    first = replayed(stack, "--batch", "3", "--limit", "5")
+    assert first["read"] == 5
+    second = replayed(stack, "--batch", "3")
+    assert second["read"] == 7 + first["again"]
+    assert first["delivered"] + second["delivered"] == 10
+    assert stack.delivered() == Counter(expected)
+    again = [d for d in dead_letters(stack) if "replay_of" in d]
+    assert len(again) == first["again"] + second["again"] >= 2
+    assert {d["reason"] for d in again} == {POISON_NOW}
+    assert Counter(d["replay_of"]["reason"] for d in again) == {POISON: 2, POISON_NOW: len(again) - 2}
+    third = replayed(stack)
+    assert third == {"read": second["again"], "delivered": 0, "again": second["again"]}
+    assert stack.delivered() == Counter(expected)
+
+
+def replayed(stack, *args: str) -> dict[str, int]:
+    result = stack.cli("dlq", "replay", *args)
+    assert result.returncode == 0, result.stderr
+    m = re.fullmatch(rf"sls-kafka dlq replay: (\d+) dead letter\(s\) read: (\d+) delivered to {stack.topic}, "
+                     r"(\d+) dead-lettered again, 0 for another topic \(left to its replay\), 0 cannot be replayed "
+                     r"\(original cut or not a dead letter\)\n", result.stdout)
+    assert m, result.stdout
+    return dict(zip(("read", "delivered", "again"), map(int, m.groups()), strict=True))
