@@ -18,6 +18,7 @@ from common.errors import ProcessorError
 # Command modules, in the order `--help` lists them; a module missing from an install is skipped.
 COMMAND_MODULES = (
     "processor.commands.invoke",
+    "processor.commands.event",
     "processor.commands.run",
     "processor.commands.backfill",
     "processor.commands.lag",

@@ -26,3 +26,11 @@ def test_readme_mentions_every_command():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     for name in sub.choices:
         assert f"sls-kafka {name}" in README, name
+
+
+def test_readme_and_invoke_help_show_the_same_trigger_event_and_it_parses():
+    from processor.commands.invoke import EVENT_EXAMPLE
+    from processor.event import TriggerEvent
+
+    assert "\n".join("  " + line for line in EVENT_EXAMPLE.splitlines()) in README
+    assert TriggerEvent.from_json(EVENT_EXAMPLE).shard == 0
