@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
     commands = p.add_subparsers(dest="dlq_command", metavar="show|replay", required=True)
     show = commands.add_parser("show", help="list dead letters with their reason, source and original, and count "
                                "them by reason", description="List the dead letters (reason, source shard and "
-                               "cursor, original log), oldest first per partition, then their counts by reason. "
+                               "cursor, original log), oldest first, then their counts by reason. "
                                "Filters combine. " + CONFIG_NOTE)
     show.add_argument("--reason", metavar="TEXT", help="only reasons containing TEXT (case-insensitive)")
     show.add_argument("--shard", type=parse_shards, metavar="IDS", help="only from these source shards, e.g. 0,3")
@@ -99,6 +99,8 @@ def run_show(args: argparse.Namespace) -> int:
         matched = [letter for letter in read_to_end(consumer, topic, starts) if matches(letter)]
     finally:
         consumer.close()
+    # Partitions are read side by side; a list in time order reads as a history.
+    matched.sort(key=lambda letter: (letter.rejected_at or 0.0, letter.partition, letter.offset))
     counts = Counter(letter.reason for letter in matched)
     shown = matched[:args.limit]
     if args.json:
