@@ -61,7 +61,8 @@ class ReplayWriter:
                          "transaction.timeout.ms": kafka.transaction_timeout_ms})
         self.producer = Producer(conf)
         self._in_transaction = False
-        self._errors: list[tuple[KafkaError, DeadLetter]] = []
+        # (error, the dead letter the record came from, the topic it was for)
+        self._errors: list[tuple[KafkaError, DeadLetter, str]] = []
         self.dead_lettered = 0
         if self.transactional:
             self._call(lambda: self.producer.init_transactions(CONFIRM_SECONDS))
@@ -89,9 +90,9 @@ class ReplayWriter:
         except KafkaException as exc:
             self._refused(exc.args[0], topic, letter)
 
-    def _report(self, letter: DeadLetter, err: KafkaError | None, _msg: Any) -> None:
+    def _report(self, letter: DeadLetter, err: KafkaError | None, msg: Any) -> None:
         if err is not None:
-            self._errors.append((err, letter))
+            self._errors.append((err, letter, msg.topic()))
 
     def _refused(self, err: KafkaError, topic: str, letter: DeadLetter) -> None:
         """A record Kafka will never take goes back to the dead-letter topic with Kafka's reason; else raise."""
@@ -115,11 +116,11 @@ class ReplayWriter:
         self._flush()
         if self._errors:
             failed, self._errors = self._errors, []
-            for err, letter in failed:
-                self._refused(err, self.topic, letter)
+            for err, letter, topic in failed:
+                self._refused(err, topic, letter)
             self._flush()
             if self._errors:
-                err, _ = self._errors[0]
+                err, _, _ = self._errors[0]
                 msg = f"producing to the dead-letter topic failed: {err.str()}; the replay's progress was not moved"
                 raise SinkError(msg)
         self.consumer.commit(offsets=offsets, asynchronous=False)
@@ -139,7 +140,7 @@ class ReplayWriter:
             msg = f"the replay's transaction failed: {exc.args[0].str()}; its records and progress were discarded"
             raise SinkError(msg) from None
         if self._errors:
-            err, _ = self._errors[0]
+            err, _, _ = self._errors[0]
             self._abort()
             msg = f"a replayed record was refused ({err.str()}); the transaction was aborted, progress not moved"
             raise SinkError(msg)

@@ -19,7 +19,6 @@ from processor.commands.common import (
     parse_position,
 )
 from processor.event import TriggerEvent, cursor_position
-from processor.sls.shards import select_shards
 
 
 def register(sub: Any) -> None:
@@ -43,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
     parameter = parse_parameter(args.parameter)
     access = access_from_args(args)
     logstore = access.logstore_api()
-    select_shards(logstore.list_parts(), [args.shard])
+    shards = [part.shard for part in logstore.list_parts()]
+    if args.shard not in shards:
+        msg = f"--shard {args.shard}: the logstore has shards {', '.join(map(str, shards)) or 'none'}"
+        raise ConfigError(msg)
     begin = logstore.resolve(args.shard, start, "--from")
     end = logstore.resolve(args.shard, stop, "--to")
     if cursor_position(end) < cursor_position(begin):

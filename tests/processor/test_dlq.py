@@ -4,14 +4,16 @@ by reason, the configuration is fixed, and `replay` delivers each exactly once, 
 from __future__ import annotations
 
 import re
+import signal
 from collections import Counter
 
 import orjson
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import chunks, json_contents, put_groups
-from tests.processor.commands_support import stack_fixture  # noqa: F401  (the `stack` fixture)
+from tests.processor.commands_support import stack_fixture, stop, wait_for  # noqa: F401  (the `stack` fixture)
 
 WRONG = "speed:int,carID:int,seq:int"  # upstream sends some speeds as 12.5: an int projection rejects them
 FIXED = "speed:number,carID:int,seq:int"
@@ -87,3 +89,36 @@ def replayed(stack, *args: str) -> dict[str, int]:
                      r"\(original cut or not a dead letter\)\n", result.stdout)
     assert m, result.stdout
     return dict(zip(("read", "delivered", "again"), map(int, m.groups()), strict=True))
+
+
+def replayed_offset(consumer: Consumer, stack) -> int:
+    """Where the replay's consumer group stands on the (one-partition) dead-letter topic."""
+    [tp] = consumer.committed([TopicPartition(stack.dlq, 0)], timeout=10)
+    return max(tp.offset, 0)
+
+
+@pytest.mark.parametrize(("mode", "sig"), [("at-least-once", signal.SIGTERM), ("exactly-once", signal.SIGKILL)])
+def test_replay_stopped_mid_run_then_run_again_delivers_each_once(stack, mode, sig):
+    stack.extra.update(DELIVERY_MODE=mode, PROJECTION_FIELDS=WRONG)
+    records = [{"speed": 12.5 if i % 2 else i, "carID": 1000 + i % 7, "seq": i} for i in range(6000)]
+    put_groups(stack.client, stack.project, stack.logstore, (json_contents(g) for g in chunks(records, 50)))
+    ran = stack.cli("run", "--once", "--start", "begin")
+    assert "3000 delivered, 3000 dead-lettered" in ran.stdout, ran.stderr
+    stack.extra["PROJECTION_FIELDS"] = FIXED
+
+    group = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": f"sls-kafka-dlq-replay-{stack.topic}"})
+    try:
+        proc = stack.popen("dlq", "replay", "--batch", "2")
+        wait_for(lambda: replayed_offset(group, stack) > 0, 60, "the replay's first confirmed batch")
+        stop(proc, sig)
+        out, err = proc.communicate(timeout=60)
+        stopped_at = replayed_offset(group, stack)
+    finally:
+        group.close()
+    assert 0 < stopped_at < 3000, (stopped_at, out, err)  # it was stopped mid-run
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 0, err
+        assert out.startswith(f"sls-kafka dlq replay: {stopped_at} dead letter(s) read: {stopped_at} delivered")
+    again = replayed(stack)
+    assert again["read"] == 3000 - stopped_at
+    assert stack.delivered() == Counter(orjson.dumps(r) for r in records)

@@ -56,7 +56,7 @@ def test_event_command_prints_the_shards_current_range_ready_for_invoke(stack):
     assert orjson.loads(invoked.stdout)["produced"] == 250
     unknown = stack.cli("event", "--shard", "7")
     assert unknown.returncode == 2
-    assert "unknown shard(s) 7; the logstore has shards 0, 1" in unknown.stderr
+    assert "sls-kafka event: error: --shard 7: the logstore has shards 0, 1" in unknown.stderr
 
 
 def test_scratch_invoke_runs_a_delivered_range_again_under_a_throwaway_checkpoint(stack):
