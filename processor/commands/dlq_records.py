@@ -82,7 +82,7 @@ def partitions_of(consumer: Consumer, topic: str, what: str) -> list[int]:
         raise SinkError(msg) from None
     if meta is None or meta.error is not None or not meta.partitions:
         reason = meta.error.str() if meta is not None and meta.error is not None else "it does not exist"
-        msg = f"cannot read the {what} {topic!r}: {reason} (set KAFKA_DLQ_TOPIC, or --dlq-topic)"
+        msg = f"cannot read the {what} {topic!r}: {reason} (it is KAFKA_DLQ_TOPIC, by default <KAFKA_TOPIC>.dlq)"
         raise ConfigError(msg)
     return sorted(meta.partitions)
 

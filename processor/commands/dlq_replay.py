@@ -11,6 +11,7 @@ old record stays in the topic, as Kafka keeps it, behind the group's offset.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from processor.commands.dlq_records import DeadLetter, consumer_config, original
 from processor.config import Settings
 from processor.kafka.tracking import UNDELIVERABLE
 from processor.projection import Projector
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 500
 CONFIRM_SECONDS = 60.0
@@ -165,8 +168,8 @@ def replay_one(letter: DeadLetter, projector: Projector, writer: ReplayWriter, t
     elif isinstance(doc.get("original"), dict):
         try:
             good, bad = projector.project_group(original_group(doc["original"]))
-        except ValueError:
-            totals.not_replayable += 1
+        except ValueError as exc:
+            _not_replayable(letter, str(exc), totals)
             return
         for key, value in good:
             writer.deliver(letter, key, value)
@@ -179,7 +182,14 @@ def replay_one(letter: DeadLetter, projector: Projector, writer: ReplayWriter, t
         writer.deliver(letter, letter.key, doc["original_text"].encode())
         totals.delivered += 1
     else:
-        totals.not_replayable += 1
+        _not_replayable(letter, "its original was cut to fit the record" if "original_truncated" in doc
+                        else "it holds no original log", totals)
+
+
+def _not_replayable(letter: DeadLetter, why: str, totals: ReplayTotals) -> None:
+    """Counted and named: it stays where it is in the dead-letter topic, for `dlq show` and a person."""
+    totals.not_replayable += 1
+    log.warning("dead letter at partition %d offset %d cannot be replayed: %s", letter.partition, letter.offset, why)
 
 
 def replay(settings: Settings, group: str | None, batch: int, limit: int | None,

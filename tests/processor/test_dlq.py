@@ -9,7 +9,7 @@ from collections import Counter
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import chunks, json_contents, put_groups
@@ -122,3 +122,24 @@ def test_replay_stopped_mid_run_then_run_again_delivers_each_once(stack, mode, s
     again = replayed(stack)
     assert again["read"] == 3000 - stopped_at
     assert stack.delivered() == Counter(orjson.dumps(r) for r in records)
+
+
+def test_replay_names_what_it_cannot_replay_and_leaves_other_topics_dead_letters(stack):
+    cut = {"reason": "too big", "source": {"shard": 0}, "target_topic": stack.topic, "rejected_at": 1.0,
+           "original_text": "{\"contents\": [[\"content\", \"x", "original_truncated": {"size": 300000, "kept": 20}}
+    other = {"reason": "required field 'carID' is missing", "source": {"shard": 0}, "target_topic": "elsewhere",
+             "rejected_at": 2.0, "original": {"__time__": 1, "contents": [["content", '{"speed": 1, "carID": 2}']]}}
+    producer = Producer({"bootstrap.servers": stack.bootstrap})
+    for value in (b"not a dead letter", orjson.dumps(cut), orjson.dumps(other)):
+        producer.produce(stack.dlq, value)
+    assert producer.flush(30) == 0
+    result = stack.cli("dlq", "replay")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (f"sls-kafka dlq replay: 3 dead letter(s) read: 0 delivered to {stack.topic}, 0 "
+                             "dead-lettered again, 1 for another topic (left to its replay), 2 cannot be replayed "
+                             "(original cut or not a dead letter)\n")
+    assert "dead letter at partition 0 offset 0 cannot be replayed: it holds no original log" in result.stderr
+    assert "offset 1 cannot be replayed: its original was cut to fit the record" in result.stderr
+    shown = orjson.loads(stack.cli("dlq", "show", "--json").stdout)
+    assert shown["total"] == 3
+    assert shown["by_reason"]["not a dead-letter record: b'not a dead letter'"] == 1
