@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from common.cursors import cursor_position
 from common.errors import ConfigError
 from processor.commands.common import (
     access_from_args,
@@ -18,7 +19,7 @@ from processor.commands.common import (
     parse_parameter,
     parse_position,
 )
-from processor.event import TriggerEvent, cursor_position
+from processor.event import TriggerEvent
 
 
 def register(sub: Any) -> None:
