@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import heapq
 import sys
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -92,23 +94,31 @@ def run_show(args: argparse.Namespace) -> int:
                 and (since is None or (at is not None and at >= since))
                 and (until is None or (at is not None and at < until)))
 
+    counts: Counter[str] = Counter()
+
+    def counted(letters: Iterable[DeadLetter]) -> Iterator[DeadLetter]:
+        for letter in letters:
+            if matches(letter):
+                counts[letter.reason] += 1
+                yield letter
+
     # A group of its own: nothing is committed, and no replay's progress is touched.
     consumer = Consumer(consumer_config(settings.kafka, f"sls-kafka-dlq-show-{uuid.uuid4().hex}"))
     try:
         starts = dict.fromkeys(partitions_of(consumer, topic, "dead-letter topic"), OFFSET_BEGINNING)
-        matched = [letter for letter in read_to_end(consumer, topic, starts) if matches(letter)]
+        # Partitions are read side by side: the oldest, in time order, read as a history. Only the ones shown are
+        # kept, so a large topic is counted in constant memory.
+        shown = heapq.nsmallest(args.limit, counted(read_to_end(consumer, topic, starts)),
+                                key=lambda letter: (letter.rejected_at or 0.0, letter.partition, letter.offset))
     finally:
         consumer.close()
-    # Partitions are read side by side; a list in time order reads as a history.
-    matched.sort(key=lambda letter: (letter.rejected_at or 0.0, letter.partition, letter.offset))
-    counts = Counter(letter.reason for letter in matched)
-    shown = matched[:args.limit]
+    total = sum(counts.values())
     if args.json:
-        doc = {"topic": topic, "total": len(matched), "by_reason": dict(counts.most_common()),
+        doc = {"topic": topic, "total": total, "by_reason": dict(counts.most_common()),
                "dead_letters": [letter.summary() for letter in shown]}
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
-    out = [f"== {topic}: {len(matched)} dead letter(s)" + (" matching" if _filtered(args) else "")]
+    out = [f"== {topic}: {total} dead letter(s)" + (" matching" if _filtered(args) else "")]
     for letter in shown:
         src = letter.source
         out.append(f"{_iso(letter.rejected_at)}  partition {letter.partition} offset {letter.offset}  shard "
@@ -117,8 +127,8 @@ def run_show(args: argparse.Namespace) -> int:
         original = letter.doc.get("original", letter.doc.get("original_text"))
         if original is not None:
             out.append("   original: " + (original if isinstance(original, str) else orjson.dumps(original).decode()))
-    if len(matched) > len(shown):
-        out.append(f"   ... {len(matched) - len(shown)} more (--limit)")
+    if total > len(shown):
+        out.append(f"   ... {total - len(shown)} more (--limit)")
     out.append("== by reason:")
     out += [f"{n:>7}  {reason}" for reason, n in counts.most_common()]
     sys.stdout.write("\n".join(out) + "\n")
