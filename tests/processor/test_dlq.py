@@ -143,3 +143,17 @@ def test_replay_names_what_it_cannot_replay_and_leaves_other_topics_dead_letters
     shown = orjson.loads(stack.cli("dlq", "show", "--json").stdout)
     assert shown["total"] == 3
     assert shown["by_reason"]["not a dead-letter record: b'not a dead letter'"] == 1
+
+
+def test_replay_produces_a_record_kafka_refused_again_as_it_was_with_its_key_and_source(stack):
+    refused = {"reason": f"Kafka refused the record for topic {stack.topic}: Broker: Message size too large",
+               "source": {"shard": 1, "cursor": "MTc=", "group": 3}, "target_topic": stack.topic, "rejected_at": 1.0,
+               "original_text": '{"speed":1,"carID":2,"seq":7}'}
+    headers = [("sls.shard", b"1"), ("sls.cursor", b"MTc="), ("sls.group", b"3")]
+    producer = Producer({"bootstrap.servers": stack.bootstrap})
+    producer.produce(stack.dlq, orjson.dumps(refused), b"2", headers=headers)
+    assert producer.flush(30) == 0
+    assert replayed(stack) == {"read": 1, "delivered": 1, "again": 0}
+    [record] = read_all(stack.bootstrap, stack.topic)
+    assert (record.key, record.value) == (b"2", b'{"speed":1,"carID":2,"seq":7}')
+    assert {k: record.headers[k] for k in ("sls.shard", "sls.cursor", "sls.group")} == dict(headers)
