@@ -4,6 +4,10 @@ Brings up Kafka and the SLS emulator (`dev up`), creates a 4-shard logstore, wri
 plus generated vehicles and a few poison records over several intervals, runs the trigger runner once per
 interval, then reads Kafka back and shows what arrived in the topic and the dead-letter topic. It exits 1 if
 anything written is missing or duplicated.
+
+Every run uses the same topic pair (`vehicles-demo` and its `.dlq`), created when missing: a run on a stack that
+stays up leaves no new topics behind. Each run checks only what it added, read from the ends the topics had
+before it started.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from processor.sls.shards import BEGIN
 from processor.trigger_runner import TriggerConfig, TriggerRunner
 
 ENDPOINT = "cn-hangzhou.log.emulator"
+TOPIC, DLQ = "vehicles-demo", "vehicles-demo.dlq"
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="run the whole path on the local stack (Kafka + SLS emulator) and check it",
                        description=__doc__)
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace, bootstrap: str, sls_port: int, state_dir: Path) -> int:
     run_id = uuid.uuid4().hex[:8]
     project, logstore = f"demo-{run_id}", "driving"
-    topic, dlq = f"vehicles-{run_id}", f"vehicles-{run_id}.dlq"
+    topic, dlq = TOPIC, DLQ
     os.environ.update({
         "HTTP_PROXY": f"http://127.0.0.1:{sls_port}", "http_proxy": f"http://127.0.0.1:{sls_port}",
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPIC": topic, "KAFKA_DLQ_TOPIC": dlq,
@@ -80,6 +85,7 @@ def _demo(args: argparse.Namespace, bootstrap: str, sls_port: int, state_dir: Pa
     ensure_logstore(client, project, logstore, shards=4)
     create_topics(bootstrap, [topic], partitions=4)
     create_topics(bootstrap, [dlq], partitions=1)
+    starts = {name: _ends(bootstrap, name) for name in (topic, dlq)}
     print(f"== SLS {ENDPOINT} project {project}, logstore {logstore} (4 shards) -> Kafka {bootstrap} topic {topic}")
 
     runtime = Runtime.from_env()
@@ -99,19 +105,20 @@ def _demo(args: argparse.Namespace, bootstrap: str, sls_port: int, state_dir: Pa
                 time.sleep(args.interval)
     finally:
         runtime.close()
-    return _report(bootstrap, topic, dlq, written.expected, written.poison)
+    return _report(bootstrap, topic, dlq, starts, written)
 
 
-def _report(bootstrap: str, topic: str, dlq: str, expected: Counter[bytes], poison: int) -> int:
-    records = _read(bootstrap, topic)
-    dead = _read(bootstrap, dlq)
+def _report(bootstrap: str, topic: str, dlq: str, starts: dict[str, dict[int, int]], written: Written) -> int:
+    expected, poison = written.expected, written.poison
+    records = _read(bootstrap, topic, starts[topic])
+    dead = _read(bootstrap, dlq, starts[dlq])
     got = Counter(value for _, value in records)
-    print(f"== Kafka topic {topic}: {len(records)} records (read_committed)")
+    print(f"== Kafka topic {topic}: {len(records)} records from this run (read_committed)")
     for key, value in records[:3]:
         print(f"   key={key.decode() if key else None} value={value.decode()}")
     lesson = [v.decode() for _, v in records if v in (b'{"speed":12,"carID":1234}', b'{"speed":24,"carID":3512}')]
     print(f"   the lesson's two lines arrived as: {sorted(set(lesson))}")
-    print(f"== dead-letter topic {dlq}: {len(dead)} records")
+    print(f"== dead-letter topic {dlq}: {len(dead)} records from this run")
     for _, value in dead:
         doc = orjson.loads(value)
         print(f"   shard {doc['source']['shard']}: {doc['reason']}")
@@ -123,12 +130,26 @@ def _report(bootstrap: str, topic: str, dlq: str, expected: Counter[bytes], pois
     return 0 if ok else 1
 
 
-def _read(bootstrap: str, topic: str, idle: float = 1.0) -> list[tuple[bytes | None, bytes]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-reader-{uuid.uuid4().hex}",
-                         "enable.partition.eof": True, "isolation.level": "read_committed"})
+def _consumer(bootstrap: str) -> Consumer:
+    return Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-reader-{uuid.uuid4().hex}",
+                     "enable.partition.eof": True, "isolation.level": "read_committed"})
+
+
+def _ends(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's end offset now: where this run's records will start."""
+    consumer = _consumer(bootstrap)
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    finally:
+        consumer.close()
+
+
+def _read(bootstrap: str, topic: str, starts: dict[int, int], idle: float = 1.0) -> list[tuple[bytes | None, bytes]]:
+    consumer = _consumer(bootstrap)
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, starts.get(p, OFFSET_BEGINNING)) for p in partitions])
         out: list[tuple[bytes | None, bytes]] = []
         at_end: set[int] = set()
         last = time.monotonic()

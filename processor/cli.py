@@ -11,21 +11,32 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from common.errors import ProcessorError
 
 # Command modules, in the order `--help` lists them; a module missing from an install is skipped.
 COMMAND_MODULES = (
     "processor.commands.invoke",
+    "processor.commands.event",
     "processor.commands.run",
     "processor.commands.backfill",
     "processor.commands.lag",
+    "processor.commands.dlq",
     "processor.commands.plan",
     "processor.commands.package",
     "processor.commands.alerts",
     "devstack.demo",
     "devstack.cli",
 )
+
+
+def installed_version() -> str:
+    """The installed distribution's version: pyproject.toml is the one place it is written."""
+    try:
+        return metadata.version("sls-kafka-processor")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         "poll like the SLS trigger, backfill, and run a local stack (Kafka + SLS emulator).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         try:

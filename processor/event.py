@@ -1,4 +1,8 @@
-"""The SLS trigger event: one shard's cursor range, [beginCursor, endCursor)."""
+"""The SLS trigger event: one shard's cursor range, [beginCursor, endCursor).
+
+An example of the JSON is `processor.commands.invoke.EVENT_EXAMPLE` (shown by `sls-kafka invoke --help` and the
+README, and tested to parse here); `sls-kafka event --shard N` prints a real one for a shard's current range.
+"""
 
 from __future__ import annotations
 

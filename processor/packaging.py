@@ -5,6 +5,9 @@ with pip's `--platform/--python-version/--only-binary` options. pip refuses sour
 aliyun-log-python-sdk ships only one; such a package is built into a wheel here (`pip wheel --no-deps`) and
 offered to the install, which is sound only when that wheel is pure Python (`*-none-any.whl`), as the SDK's is.
 
+Every dependency is installed at the version installed here, where the tests ran, for the platform FC's runtime
+takes (`processor.package_targets`).
+
 Every module is then compiled to bytecode by an interpreter of the target Python (found on PATH or under pyenv),
 so that an FC instance imports .pyc files instead of compiling ~400 modules at each cold start (about 0.6 s).
 The .pyc files are "unchecked-hash" ones: the zip's fixed dates, and FC's unzipping, make the usual
@@ -26,14 +29,20 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.errors import ProcessorError
+from processor.package_targets import (
+    PLATFORM,
+    PackagingError,
+    name_of,
+    older_platforms,
+    tested_constraints,
+    tested_pins,
+)
 
 log = logging.getLogger(__name__)
 
 # What FC needs to run `index.handler`: not devstack/ (local stack) nor tests/.
+# The alert evaluator's entry point and package travel too: the evaluator is the second function in s.yaml.
 PROJECT_PATHS = ("index.py", "processor", "checkpoints", "common", "alerting", "alerts_index.py")
-# glibc 2.17: runs on any x86-64 Linux FC could use. Newer tags (manylinux_2_28_x86_64) can be added by the caller.
-PLATFORM = "manylinux2014_x86_64"
 # Bytecode of this Python is useless to another one; pip is told not to write it and copies skip it, and the
 # target Python's is compiled into the staging tree afterwards.
 _SKIPPED_DIRS = {"__pycache__"}
@@ -47,10 +56,6 @@ MAX_LOCAL_BUILDS = 10
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
-class PackagingError(ProcessorError):
-    """The code package could not be built (pip failed, or a dependency has no usable wheel)."""
-
-
 @dataclass(frozen=True)
 class PackageResult:
     path: Path
@@ -60,6 +65,7 @@ class PackageResult:
     platforms: tuple[str, ...]
     built_locally: tuple[str, ...]
     compiled_with: Path | None
+    pinned: tuple[str, ...] = ()  # the runtime requirements as name==version, the versions tested here
 
 
 def runtime_requirements(project_dir: Path) -> list[str]:
@@ -93,10 +99,14 @@ def build_package(project_dir: Path, output: Path, python_version: str,
     # Looked for first: a missing interpreter should fail before minutes of downloads.
     interpreter = find_interpreter(python_version) if bytecode else None
     requirements = runtime_requirements(project_dir)
+    pinned = tested_pins(requirements)
     with tempfile.TemporaryDirectory(prefix="sls-kafka-package-") as tmp:
         staging, wheels = Path(tmp) / "code", Path(tmp) / "wheels"
         wheels.mkdir()
-        built = install_dependencies(requirements, staging, wheels, python_version, platforms)
+        # The pins are the requirements themselves: a pinned source-only package then reads as "no matching
+        # distribution", which builds it here; as a constraint it reads as a conflict.
+        constraints = tested_constraints(Path(tmp) / "constraints.txt", exclude={name_of(r) for r in requirements})
+        built = install_dependencies(pinned, staging, wheels, python_version, platforms, constraints)
         # Console scripts point at this machine's interpreter; FC only imports.
         shutil.rmtree(staging / "bin", ignore_errors=True)
         for name in PROJECT_PATHS:
@@ -104,7 +114,8 @@ def build_package(project_dir: Path, output: Path, python_version: str,
         if interpreter is not None:
             compile_bytecode(staging, interpreter)
         count = write_zip(staging, output, bytecode=interpreter is not None)
-    return PackageResult(output, output.stat().st_size, count, python_version, tuple(platforms), built, interpreter)
+    return PackageResult(output, output.stat().st_size, count, python_version, tuple(platforms), built, interpreter,
+                         pinned)
 
 
 def find_interpreter(python_version: str) -> Path:
@@ -139,14 +150,15 @@ def compile_bytecode(tree: Path, interpreter: Path) -> None:
 
 
 def install_dependencies(requirements: Sequence[str], target: Path, wheel_dir: Path, python_version: str,
-                         platforms: Sequence[str] = (PLATFORM,)) -> tuple[str, ...]:
+                         platforms: Sequence[str] = (PLATFORM,), constraints: Path | None = None) -> tuple[str, ...]:
     """`pip install --target` from target-platform wheels; returns the requirements built into wheels here."""
-    platform_args = [arg for platform in platforms for arg in ("--platform", platform)]
+    platform_args = [arg for platform in older_platforms(platforms) for arg in ("--platform", platform)]
+    constraint_args = ["--constraint", str(constraints)] if constraints is not None else []
     built: list[str] = []
     while True:
         result = _pip("install", "--target", str(target), "--no-compile", *platform_args, "--only-binary=:all:",
                       "--python-version", python_version, "--implementation", "cp", "--find-links", str(wheel_dir),
-                      *requirements)
+                      *constraint_args, *requirements)
         if result.returncode == 0:
             return tuple(built)
         match = _NO_MATCH.search(result.stderr)
@@ -155,18 +167,18 @@ def install_dependencies(requirements: Sequence[str], target: Path, wheel_dir: P
             raise PackagingError(msg)
         requirement = match[1]
         log.info("%s has no wheel for %s; building it from source", requirement, ", ".join(platforms))
-        build_pure_wheel(requirement, wheel_dir)
+        build_pure_wheel(requirement, wheel_dir, constraint_args)
         built.append(requirement)
         # A failed --target install can leave a partial tree behind.
         shutil.rmtree(target, ignore_errors=True)
 
 
-def build_pure_wheel(requirement: str, wheel_dir: Path) -> Path:
+def build_pure_wheel(requirement: str, wheel_dir: Path, pip_args: Sequence[str] = ()) -> Path:
     """Build `requirement` (without its dependencies) into a wheel; refuse it unless it is pure Python."""
     before = set(wheel_dir.glob("*.whl"))
     # From source even if this machine's platform has a wheel: that wheel would not fit FC's platform.
-    name = re.split(r"[^A-Za-z0-9._-]", requirement, maxsplit=1)[0]
-    result = _pip("wheel", "--no-deps", "--no-binary", name, "--wheel-dir", str(wheel_dir), requirement)
+    name = name_of(requirement)
+    result = _pip("wheel", "--no-deps", "--no-binary", name, "--wheel-dir", str(wheel_dir), *pip_args, requirement)
     new = sorted(set(wheel_dir.glob("*.whl")) - before)
     if result.returncode != 0 or len(new) != 1:
         msg = f"could not build a wheel for {requirement}:\n{_tail(result.stderr)}"

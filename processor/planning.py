@@ -24,9 +24,15 @@ from dataclasses import dataclass
 TRIGGER_INTERVAL_RANGE = (3, 600)
 FC_TIMEOUT_RANGE = (1, 86_400)
 
-# Used when no benchmark result exists. A deliberately low figure for one invocation (pull, project, produce,
-# confirm) so that an unmeasured plan errs towards shorter windows and longer timeouts.
+# The throughput every plan assumes unless told a measured one (`--throughput`): records/s of one invocation
+# (pull, project, produce, confirm) against a *remote* broker, from a 1 GB FC instance. The benchmark's figure
+# (tens of thousands, broker and emulator on the same machine) is an upper bound no deployment should be sized
+# by; this one is about a sixteenth of it, so an unmeasured plan errs towards shorter windows and longer timeouts.
+# s.yaml's comment and the README quote it; tests keep them in step.
 DEFAULT_THROUGHPUT = 5_000.0
+# The one wording of what a timeout above the minimum costs (plan's output, s.yaml, the README).
+TIMEOUT_ADVICE = ("a longer timeout costs nothing while invocations succeed (FC bills the time used); an invocation "
+                  "that hangs holds its shard that much longer before the trigger retries it")
 # Per invocation, independent of its size: first PullLogs round trip, final Kafka flush, checkpoint write.
 OVERHEAD_SECONDS = 1.0
 # Processing may use at most this share of the interval: the function absorbs a 2x burst and drains a backlog.
@@ -126,13 +132,19 @@ def plan(workload: Workload) -> Plan:
 
 
 def shards_needed(workload: Workload) -> int:
-    """Fewest shards for which some interval fits: at the longest interval the overhead weighs least."""
+    """Fewest shards for which some interval fits and no shard passes SLS's write limit.
+
+    One number for both reasons, so every line of advice names the same count. The throughput's share is taken at
+    the longest interval, where the overhead weighs least.
+    """
     longest = TRIGGER_INTERVAL_RANGE[1]
     per_shard_capacity = workload.throughput * (workload.headroom - workload.overhead_seconds / longest)
     if per_shard_capacity <= 0:
         msg = f"overhead {workload.overhead_seconds} s leaves no room in a {longest} s interval"
         raise ValueError(msg)
-    return max(1, math.ceil(workload.write_rate / per_shard_capacity))
+    by_throughput = math.ceil(workload.write_rate / per_shard_capacity)
+    by_write_limit = math.ceil(workload.write_rate * workload.record_bytes / SHARD_WRITE_LIMIT_BYTES)
+    return max(1, by_throughput, by_write_limit)
 
 
 def warnings(workload: Workload) -> list[str]:
@@ -140,9 +152,8 @@ def warnings(workload: Workload) -> list[str]:
     rate = workload.shard_bytes_per_second
     notes = []
     if rate > SHARD_WRITE_LIMIT_BYTES:
-        need = math.ceil(workload.write_rate * workload.record_bytes / SHARD_WRITE_LIMIT_BYTES)
         notes.append(f"{rate / 1e6:.1f} MB/s per shard is above SLS's 5 MB/s per-shard write limit: "
-                     f"split the logstore into at least {need} shards")
+                     f"split the logstore into at least {shards_needed(workload)} shards")
     elif rate >= SHORT_INTERVAL_ADVICE_BYTES:
         notes.append(f"{rate / 1e6:.1f} MB/s per shard: Alibaba Cloud advises a short interval at 1 MB/s and above, "
                      "so each invocation handles a moderate amount of data")

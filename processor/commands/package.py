@@ -22,17 +22,16 @@ def register(sub: Any) -> None:
     p = sub.add_parser("package", help="build the FC code package (zip) for s.yaml",
                        description="Build the Function Compute code package: index.py, processor/ and checkpoints/ "
                        "plus the runtime dependencies of pyproject.toml as manylinux x86-64 wheels for the target "
-                       "Python (pure-Python packages that ship only a source archive are built into wheels here). "
-                       "Downloads through pip, using its cache.")
+                       "Python (pure-Python packages that ship only a source archive are built into wheels here), "
+                       "at the versions installed here, where the tests ran. Downloads through pip, using its cache.")
     p.add_argument("--output", type=Path, default=None,
                    help=f"zip to write (default: <project>/{DEFAULT_OUTPUT}, which s.yaml's code: names)")
     p.add_argument("--python-version", default=DEFAULT_PYTHON, metavar="X.Y",
                    help=f"Python of the FC runtime the wheels are for (default: {DEFAULT_PYTHON}, s.yaml's "
                    "python3.10)")
     p.add_argument("--platform", action="append", dest="platforms", metavar="TAG",
-                   help=f"wheel platform tag, repeatable (default: {PLATFORM}, for glibc 2.17 and newer). Add "
-                   "manylinux_2_28_x86_64 when the runtime has glibc 2.28 or newer: some packages (confluent-kafka "
-                   "after 2.4) ship only such wheels, and manylinux2014 alone keeps them at their older release.")
+                   help=f"wheel platform tag, repeatable (default: {PLATFORM}: FC's python3.10 runs Debian 10, glibc "
+                   "2.28; older manylinux wheels are taken under it too)")
     p.add_argument("--no-bytecode", dest="bytecode", action="store_false",
                    help="leave out the .pyc files (by default every module is compiled by a pythonX.Y of the target "
                    "version, found on PATH or under pyenv, so that FC does not compile them at each cold start)")
@@ -55,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     result = build_package(project, output, args.python_version, platforms, args.bytecode)
     built = f"; built here from source: {', '.join(result.built_locally)}" if result.built_locally else ""
     compiled = f"; bytecode by {result.compiled_with}" if result.compiled_with else "; no bytecode"
-    sys.stdout.write(f"{result.path}: {result.size_bytes / 1_048_576:.1f} MiB, {result.file_count} files, "
+    sys.stdout.write(f"versions as tested here: {', '.join(result.pinned)}\n"
+                     f"{result.path}: {result.size_bytes / 1_048_576:.1f} MiB, {result.file_count} files, "
                      f"for Python {result.python_version} on {', '.join(result.platforms)}{built}{compiled}\n")
     return 0

@@ -27,7 +27,7 @@ class Throughput:
 
 
 def benchmark_throughput(path: Path = BENCH_RESULT) -> Throughput:
-    """The benchmark's at-least-once records/s, else the documented default (with the reason, for the output)."""
+    """The benchmark's at-least-once records/s, else the planning default (with the reason, for the output)."""
     try:
         doc = json.loads(path.read_text())
         value = float(doc["at_least_once"]["records_per_second"])
@@ -40,6 +40,20 @@ def benchmark_throughput(path: Path = BENCH_RESULT) -> Throughput:
             return Throughput(value, f"benchmark, {path}")
         reason = f"benchmark result {path} has records_per_second={value}"
     return Throughput(planning.DEFAULT_THROUGHPUT, f"default; {reason}")
+
+
+def planning_throughput(measured: float | None) -> Throughput:
+    """What a plan assumes: a measured --throughput, else the conservative default for a remote broker.
+
+    The benchmark ran with its broker on the same machine: it is quoted as an upper bound, never planned with.
+    """
+    if measured is not None:
+        return Throughput(measured, "--throughput")
+    bench = benchmark_throughput()
+    seen = (f"; the benchmark measured {bench.records_per_second:,.0f} with its broker on the same machine, an "
+            "upper bound" if bench.source.startswith("benchmark") else "")
+    return Throughput(planning.DEFAULT_THROUGHPUT, "default for a remote broker: measure yours and pass "
+                      f"--throughput{seen}")
 
 
 def _positive(kind: type[int] | type[float]) -> Any:
@@ -69,16 +83,16 @@ def register(sub: Any) -> None:
     p.add_argument("--record-bytes", type=_positive(float), default=130.0,
                    help="average size of one record in bytes (default: 130)")
     p.add_argument("--throughput", type=_positive(float), default=None, metavar="R",
-                   help="records/s one invocation processes (default: bench/results/latest.json's at_least_once "
-                   f"figure, else {planning.DEFAULT_THROUGHPUT:.0f})")
+                   help="records/s one invocation of your deployment processes, measured (the summary's "
+                   f"records_read / duration_seconds) (default: {planning.DEFAULT_THROUGHPUT:.0f}, conservative for a "
+                   "remote broker)")
     p.add_argument("--interval", type=_positive(int), default=None,
                    help=f"the interval you intend to use (default: {DEFAULT_INTERVAL}, moved into the range)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    throughput = (Throughput(args.throughput, "--throughput") if args.throughput is not None
-                  else benchmark_throughput())
+    throughput = planning_throughput(args.throughput)
     workload = planning.Workload(write_rate=args.write_rate, throughput=throughput.records_per_second,
                                  shards=args.shards, record_bytes=args.record_bytes)
     try:
@@ -120,7 +134,7 @@ def render(result: planning.Plan, throughput: Throughput, interval: int | None) 
         f"s.yaml for a {chosen} s interval ({pick.records:,.0f} records per invocation, data at most "
         f"~{pick.freshness_seconds:.0f} s old in Kafka, {pick.invocations_per_day_total:,.0f} invocations/day):",
         f"  vars.triggerInterval: {chosen}",
-        f"  vars.timeout: {pick.timeout_seconds}        # minimum; more only costs time when an invocation hangs",
+        f"  vars.timeout: {pick.timeout_seconds}        # the minimum: {planning.TIMEOUT_ADVICE}",
         f"  INVOCATION_TIMEOUT_SECONDS: \"{pick.timeout_seconds}\"   # keep equal to the timeout",
     ]
     return "\n".join(lines) + "\n"

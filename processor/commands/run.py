@@ -17,7 +17,7 @@ from processor.commands.common import (
     parse_position,
 )
 from processor.runtime import Runtime
-from processor.trigger_runner import STARTED_SCOPE, TRIGGER_SCOPE, TriggerConfig, TriggerRunner
+from processor.trigger_runner import STARTED_SCOPE, TRIGGER_SCOPE, RoundStats, TriggerConfig, TriggerRunner
 
 
 def register(sub: Any) -> None:
@@ -31,7 +31,8 @@ def register(sub: Any) -> None:
         "Progress that retention overtook follows SLS_INVALID_CURSOR_POLICY; what could not be read is logged as "
         "a DATA GAP and counted in the round. SIGINT/SIGTERM finish the invocation in "
         "flight and stop; a second signal abandons it (nothing is lost: the next run resumes from the checkpoint). "
-        "Kafka and checkpoint settings come from the environment, as for the function.")
+        "Kafka and checkpoint settings come from the environment, as for the function. On exit it prints its "
+        "totals: records delivered, dead-lettered, and invocations that failed after their retries.")
     add_logstore_options(p)
     p.add_argument("--interval", action=EnvDefault, env="TRIGGER_INTERVAL", type=int_in_range(3, 600), default=60,
                    metavar="SECONDS",
@@ -67,5 +68,19 @@ def run(args: argparse.Namespace) -> int:
             history = TriggerRunner(runtime, config, access.credentials, stop).run(args.iterations)
     finally:
         runtime.close()
+    print(totals_line(history), flush=True)
     # Scripts driving `--once`/`--iterations` must see a failed invocation (it is retried next round anyway).
     return 1 if any(r.failed for r in history) else 0
+
+
+def totals_line(history: list[RoundStats]) -> str:
+    """What the whole run did, summed over its rounds (the log has each round's line)."""
+    def total(name: str) -> int:
+        return sum(getattr(r, name) for r in history)
+
+    line = (f"sls-kafka run: {len(history)} round(s), {total('invocations')} invocation(s): "
+            f"{total('produced')} delivered, {total('dead_lettered')} dead-lettered, "
+            f"{total('failed')} failed (after retries)")
+    if total("gaps"):
+        line += f"; {total('gap_log_groups')} log group(s) lost to retention in {total('gaps')} gap(s)"
+    return line

@@ -40,3 +40,37 @@ def test_invoke_event_from_stdin_again_is_already_delivered(stack):
     assert orjson.loads(first.stdout)["produced"] == 250
     assert orjson.loads(again.stdout)["already_delivered"] is True
     assert sum(stack.delivered().values()) == 250
+
+
+def test_event_command_prints_the_shards_current_range_ready_for_invoke(stack):
+    stack.write(500)
+    printed = stack.cli("event", "--shard", "1", "--parameter", orjson.dumps({"topic": stack.topic}).decode())
+    assert printed.returncode == 0, printed.stderr
+    event = orjson.loads(printed.stdout)
+    begin, end = stack.cursors(1)
+    assert event["source"] == {"endpoint": stack.endpoint, "projectName": stack.project,
+                               "logstoreName": stack.logstore, "shardId": 1, "beginCursor": begin, "endCursor": end}
+    assert event["parameter"] == {"topic": stack.topic}
+    invoked = stack.cli("invoke", "--event", "-", stdin=printed.stdout)
+    assert invoked.returncode == 0, invoked.stderr
+    assert orjson.loads(invoked.stdout)["produced"] == 250
+    unknown = stack.cli("event", "--shard", "7")
+    assert unknown.returncode == 2
+    assert "sls-kafka event: error: --shard 7: the logstore has shards 0, 1" in unknown.stderr
+
+
+def test_scratch_invoke_runs_a_delivered_range_again_under_a_throwaway_checkpoint(stack):
+    stack.write(500)
+    raw = shard_events(stack.client, stack.endpoint, stack.project, stack.logstore)[0].decode()
+    assert orjson.loads(stack.cli("invoke", "--event", "-", stdin=raw).stdout)["produced"] == 250
+    scratch = stack.cli("invoke", "--event", "-", "--scratch", stdin=raw)
+    assert scratch.returncode == 0, scratch.stderr
+    summary = orjson.loads(scratch.stdout)
+    assert summary["produced"] == 250
+    assert summary["already_delivered"] is False
+    assert summary["checkpoint_scope"].startswith("invoke-")
+    scopes = {p.name for p in (stack.checkpoints / stack.project / stack.logstore).iterdir()}
+    assert scopes == {"_trigger"}
+    again = stack.cli("invoke", "--event", "-", stdin=raw)
+    assert orjson.loads(again.stdout)["already_delivered"] is True
+    assert sum(stack.delivered().values()) == 500

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import subprocess
 import sys
 import textwrap
 import zipfile
+from collections import Counter
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from processor import packaging
 from processor.cli import main
+from processor.package_targets import name_of
 from processor.packaging import PackagingError
+from tests.pipeline_support import shard_events
+from tests.processor.commands_support import stack_fixture  # noqa: F401  (the `stack` fixture)
 
 pytestmark = pytest.mark.slow  # pip-installs the code package
 
@@ -51,7 +57,7 @@ def test_package_reports_size_and_file_count(built_here):
     with zipfile.ZipFile(output) as zf:
         count = len(zf.namelist())
     mib = output.stat().st_size / 1_048_576
-    assert f"{output}: {mib:.1f} MiB, {count} files, for Python {THIS_PYTHON} on manylinux2014_x86_64" in printed
+    assert f"{output}: {mib:.1f} MiB, {count} files, for Python {THIS_PYTHON} on manylinux_2_28_x86_64" in printed
     # aliyun-log-python-sdk ships only a source archive: the fallback must have built it.
     assert "built here from source: aliyun-log-python-sdk" in printed
 
@@ -142,9 +148,19 @@ def test_package_imports_in_isolation(unzipped):
     assert proc.stdout.startswith("ok ")
 
 
-def test_package_default_target_has_python310_binaries_and_bytecode(tmp_path):
-    output = tmp_path / "fc-code.zip"
+@pytest.fixture(scope="module")
+def built_for_fc(tmp_path_factory):
+    """The package as `sls-kafka package` builds it by default (python3.10, FC's platform): (zip, output, unzipped)."""
+    output = tmp_path_factory.mktemp("fc-package") / "fc-code.zip"
     printed = run_package("--output", str(output))
+    code = tmp_path_factory.mktemp("fc-code")
+    with zipfile.ZipFile(output) as zf:
+        zf.extractall(code)
+    return output, printed, code
+
+
+def test_package_default_target_has_python310_binaries_and_bytecode(built_for_fc, tmp_path):
+    output, printed, _ = built_for_fc
     with zipfile.ZipFile(output) as zf:
         libs = [n for n in zf.namelist() if n.endswith(".so") and ".cpython-" in n]
         bytecode = [n for n in zf.namelist() if n.endswith(".pyc")]
@@ -262,8 +278,12 @@ def test_install_dependencies_passes_every_platform(tmp_path, monkeypatch):
     packaging.install_dependencies(["x"], tmp_path / "t", tmp_path, "3.10",
                                    ("manylinux_2_28_x86_64", "manylinux2014_x86_64"))
     (install,) = pip.calls
-    assert [install[i + 1] for i, a in enumerate(install) if a == "--platform"] == ["manylinux_2_28_x86_64",
-                                                                                   "manylinux2014_x86_64"]
+    # pip takes only the tags it is given: each is followed by the older ones a system of its glibc runs.
+    tags = [install[i + 1] for i, a in enumerate(install) if a == "--platform"]
+    assert tags[:3] == ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_26_x86_64"]
+    assert tags.index("manylinux_2_17_x86_64") + 1 == tags.index("manylinux2014_x86_64")
+    assert tags[-1] == "manylinux1_x86_64"
+    assert len(tags) == len(set(tags))
 
 
 def test_install_dependencies_refuses_platform_wheel_from_source(tmp_path, monkeypatch):
@@ -279,3 +299,41 @@ def test_install_dependencies_other_pip_failure_raises_with_pip_output(tmp_path,
     monkeypatch.setattr(packaging, "_pip", failing)
     with pytest.raises(PackagingError, match="due to an OSError"):
         packaging.install_dependencies(["x"], tmp_path / "t", tmp_path, "3.10")
+
+
+def test_package_ships_the_dependency_versions_tested_here(built_for_fc):
+    output, printed, _ = built_for_fc
+    pins = [f"{name}=={metadata.version(name)}" for name in
+            (name_of(r) for r in packaging.runtime_requirements(ROOT))]
+    assert f"versions as tested here: {', '.join(pins)}" in printed
+    with zipfile.ZipFile(output) as zf:
+        names = set(zf.namelist())
+    assert f"confluent_kafka-{metadata.version('confluent-kafka')}.dist-info/METADATA" in names
+    assert f"orjson-{metadata.version('orjson')}.dist-info/METADATA" in names
+
+
+def test_package_runs_the_handler_under_python310_against_kafka_and_sls(built_for_fc, stack):
+    """The zip as FC's python3.10 runtime runs it: `index.initialize`, then `index.handler` per trigger event."""
+    _, _, code = built_for_fc
+    python310 = packaging.find_interpreter("3.10")
+    stack.write(400)
+    events = [e.decode() for e in shard_events(stack.client, stack.endpoint, stack.project, stack.logstore)]
+    script = textwrap.dedent(f"""
+        import json, sys
+        from types import SimpleNamespace
+        sys.path.insert(0, {str(code)!r})
+        import index
+        assert sys.version_info[:2] == (3, 10), sys.version
+        index.initialize(None)
+        context = SimpleNamespace(function=SimpleNamespace(timeout=60), credentials=None, request_id="zip-test")
+        for event in json.loads(sys.stdin.read()):
+            print(json.dumps(index.handler(event, context)))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "SLS_", "CHECKPOINT_", "PYTHON"))}
+    env.update(stack.variables)
+    proc = subprocess.run([str(python310), "-I", "-S", "-c", script], input=json.dumps(events), cwd=code, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    summaries = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [s["produced"] for s in summaries] == [200, 200]
+    assert stack.delivered() == Counter(stack.written)

@@ -1,4 +1,6 @@
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -85,8 +87,12 @@ def test_shards_needed_impossible_overhead_raises():
 def test_warnings_by_shard_volume():
     assert planning.warnings(Workload(write_rate=1000, throughput=5000)) == []
     assert "short interval" in planning.warnings(Workload(write_rate=10_000, throughput=5000, record_bytes=200))[0]
+    # 50 MB/s needs 10 shards for the write limit, 100,000 / (5000 x (0.5 - 1/600)) = 40.1 for the throughput:
+    # the advice names the count that satisfies both, as the "no interval fits" line does.
     over = planning.warnings(Workload(write_rate=100_000, throughput=5000, record_bytes=500, shards=2))
-    assert "split the logstore into at least 10 shards" in over[0]
+    assert "split the logstore into at least 41 shards" in over[0]
+    assert plan(Workload(write_rate=100_000, throughput=5000, record_bytes=500, shards=2)).shards_needed == 41
+    assert shards_needed(Workload(write_rate=100_000, throughput=10**9, record_bytes=500)) == 10
 
 
 def test_benchmark_throughput_reads_at_least_once_figure(tmp_path):
@@ -140,3 +146,37 @@ def test_plan_command_bad_arguments_exit_2(capsys, args):
         main(["plan", *args])
     assert exc.value.code == 2
     assert "sls-kafka plan: error:" in capsys.readouterr().err
+
+
+def _prose(text: str) -> str:
+    """Words only: README lines are wrapped and s.yaml comments start with '#'."""
+    return " ".join(line.strip().lstrip("#") for line in text.splitlines()).replace("  ", " ")
+
+
+def test_plan_assumes_the_default_throughput_not_the_benchmarks(capsys):
+    assert main(["plan", "--write-rate", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert (f"throughput: {planning.DEFAULT_THROUGHPUT:,.0f} records/s per invocation (default for a remote "
+            "broker") in out
+    fit = evaluate(Workload(write_rate=1000, throughput=planning.DEFAULT_THROUGHPUT), 60)
+    assert f"vars.timeout: {fit.timeout_seconds}  " in out
+    assert planning.TIMEOUT_ADVICE in out
+
+
+def test_plan_s_yaml_and_readme_state_one_throughput_and_one_timeout_advice():
+    root = Path(__file__).resolve().parents[2]
+    s_yaml, readme = _prose((root / "s.yaml").read_text()), _prose((root / "README.md").read_text())
+    fit = evaluate(Workload(write_rate=1000, throughput=planning.DEFAULT_THROUGHPUT), 60)
+    assert (f"default throughput of {planning.DEFAULT_THROUGHPUT:,.0f} records/s per invocation, conservative for a "
+            "remote broker") in s_yaml
+    assert f"60 s needs a timeout of at least {fit.timeout_seconds} s" in s_yaml
+    assert f"`plan` assumes {planning.DEFAULT_THROUGHPUT:,.0f} records/s per invocation unless `--throughput`" in readme
+    assert planning.TIMEOUT_ADVICE in s_yaml
+    assert planning.TIMEOUT_ADVICE in readme
+
+
+def test_plan_split_advice_names_one_shard_count(capsys):
+    # 150,000 records/s of 130 bytes is 19.5 MB/s: the write limit needs 4 shards, the throughput 2.
+    assert main(["plan", "--write-rate", "150000", "--throughput", "194604"]) == 1
+    counts = re.findall(r"at least (\d+) shards", capsys.readouterr().out)
+    assert counts == ["4", "4"]
