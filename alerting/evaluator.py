@@ -158,7 +158,7 @@ class Evaluator:
             self.outbox[nid] = claim
             result = send(channel, n)
             done = settled(claim, result, self.clock())
-            attempt = {"at": self.clock(), "event": "attempt", "rule": n.rule, "id": nid,
+            attempt = {"at": self.clock(), "event": "attempt", "rule": n.rule, "id": n.id,
                        "transition": n.transition.value, "channel": entry["channel"],
                        "attempt": claim["attempts"], "delivered": result.delivered, "retryable": result.retryable,
                        "reply": result.reply}

@@ -1,8 +1,8 @@
 """The evaluator as an FC function behind a timer trigger: each invocation is one evaluation (`Evaluator.tick`).
 
 A warm instance keeps its evaluator (rule states and outbox in memory, its transactional producer). An
-instance fenced by a newer one fails that invocation and builds a new evaluator at the next, which reloads the
-state the newer one committed and fences it in turn: at any time one evaluator can commit claims.
+instance fenced by a newer one, or whose commit failed, fails that invocation and builds a new evaluator at the
+next, which reloads the committed state (fencing the other in turn): at any time one evaluator can commit claims.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from alerting.channel_config import evaluator_channels
 from alerting.evaluator import Evaluator, EvaluatorConfig
 from alerting.lag import LagSource, lag_source
 from alerting.rules import load_rules
-from common.errors import ConfigError, FatalSinkError
+from common.errors import ConfigError, SinkError
 from processor.credentials import resolve_credentials
 
 log = logging.getLogger("alerting")
@@ -49,7 +49,8 @@ def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
         _lag.credentials = resolve_credentials(context, os.environ)
     try:
         return asdict(evaluator.tick())
-    except FatalSinkError:
+    except SinkError:
+        # Fenced, or a commit that failed: what is in memory may be ahead of Kafka; the next tick reloads.
         evaluator.close()
         _evaluator = None
         raise
