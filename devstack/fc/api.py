@@ -4,8 +4,11 @@
 with the function's return value, or, when the function raised or timed out, 200 with
 `x-fc-error-type: UnhandledInvocationError` and the error as JSON (`errorMessage`, `errorType`, ...).
 `x-fc-invocation-type: Async` answers 202 at once and queues the invocation. `x-fc-log-type: Tail` adds the
-invocation's log lines as base64 in `x-fc-log-result`. API errors are FC's JSON (`Code`, `Message`,
-`RequestId`): 404 FunctionNotFound, 401 for an unknown key, 403 SignatureNotMatch.
+invocation's log lines as base64 in `x-fc-log-result`. A request target in absolute form (`POST http://host/...`,
+what the SDK sends through a proxy) is served too, as HTTP/1.1 requires: the SDK sends through `HTTP_PROXY` and
+ignores `NO_PROXY`, so with HTTP_PROXY pointing at the SLS emulator its `http_proxy` must name this server.
+API errors are FC's JSON (`Code`, `Message`, `RequestId`): 404 FunctionNotFound, 401 for an unknown key,
+403 SignatureNotMatch.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.sls_fixtures import pull_range
+
 
 def write_s_yaml(path: Path, functions: dict[str, dict[str, Any]], variables: dict[str, Any] | None = None) -> Path:
     """A minimal fc3 s.yaml with one resource per function (props as given)."""
@@ -45,3 +47,16 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float =
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g}s waiting for {what} (last: {result!r})")
         time.sleep(every)
+
+
+def trigger_log(client, project, logstore):
+    """The trigger's execution records, oldest first, as dicts."""
+    records = []
+    for shard in client.list_shards(project, logstore).get_shards_info():
+        sid = shard["shardID"]
+        begin = client.get_begin_cursor(project, logstore, sid).get_cursor()
+        end = client.get_end_cursor(project, logstore, sid).get_cursor()
+        for response in pull_range(client, project, logstore, sid, begin, end):
+            records += [{k: v for k, v in log.items() if not k.startswith("__")}
+                        for log in response.get_flatten_logs_json()]
+    return records

@@ -14,25 +14,11 @@ from collections import Counter
 import orjson
 
 from devstack.kafka import create_topics
-from tests.devstack.fc.fc_support import repo_env, wait_for
+from tests.devstack.fc.fc_support import repo_env, trigger_log, wait_for
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import chunks, driving_record, json_contents, put_groups
-from tests.sls_fixtures import pull_range
 
 INTERVAL = 3
-
-
-def trigger_log(client, project, logstore):
-    """The trigger's execution records, oldest first, as dicts."""
-    records = []
-    for shard in client.list_shards(project, logstore).get_shards_info():
-        sid = shard["shardID"]
-        begin = client.get_begin_cursor(project, logstore, sid).get_cursor()
-        end = client.get_end_cursor(project, logstore, sid).get_cursor()
-        for response in pull_range(client, project, logstore, sid, begin, end):
-            records += [{k: v for k, v in log.items() if not k.startswith("__")}
-                        for log in response.get_flatten_logs_json()]
-    return records
 
 
 def make_logstores(client, project, shards=4):
