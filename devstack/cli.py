@@ -12,6 +12,7 @@ from typing import Any
 from aliyun.log import LogClient
 
 from devstack import stack
+from devstack.fc import cli as fc_cli
 from devstack.kafka import KafkaBrokerError, KafkaJarsError
 from devstack.sample_data import ensure_logstore, write_driving_logs
 from devstack.sls_emulator.__main__ import main as emulator_main
@@ -51,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     seed.add_argument("--shards", type=int, default=4, help="shards of a new logstore (default: %(default)s)")
     seed.add_argument("--records", type=int, default=10_000, help="vehicle records to write (default: %(default)s)")
     seed.set_defaults(func=_seed)
+    fc_cli.register(sub, state)
     # The emulator parses its own options (see devstack.sls_emulator.__main__), so --help shows them.
     emulator = subparsers.add_parser(
         "emulator", add_help=False, help="run the SLS emulator alone in the foreground (--help for its options)"
@@ -77,6 +79,8 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
+    if fc_cli.stop(args.state_dir):
+        print("fc: the local cloud stopped")
     stopped = stack.down(args.state_dir)
     if not stopped:
         print(f"nothing recorded in {args.state_dir}: the dev stack was not running")

@@ -48,7 +48,9 @@ class _Lines:
 
 def _log_line(level: str, text: str) -> None:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    os.write(2, f"{stamp} {_request_id()} [{level}] {text}\n".encode(errors="replace"))
+    # Every physical line carries the request id, so one invocation's traceback can be picked out whole.
+    prefix = f"{stamp} {_request_id()} [{level}] "
+    os.write(2, "".join(prefix + line + "\n" for line in text.split("\n")).encode(errors="replace"))
 
 
 class _FcLogHandler(logging.Handler):

@@ -60,3 +60,12 @@ def trigger_log(client, project, logstore):
             records += [{k: v for k, v in log.items() if not k.startswith("__")}
                         for log in response.get_flatten_logs_json()]
     return records
+
+
+def process_alive(pid: int | str) -> bool:
+    """Whether the process runs (a zombie nobody reaped yet counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

@@ -15,7 +15,7 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 from darabonba.runtime import RuntimeOptions
 
 from devstack.fc.api import FcApiServer
-from tests.devstack.fc.fc_support import small_function, wait_for, write_s_yaml
+from tests.devstack.fc.fc_support import process_alive, small_function, wait_for, write_s_yaml
 
 pytestmark = pytest.mark.slow
 
@@ -139,15 +139,7 @@ def test_an_invocation_past_the_timeout_kills_its_instance(api):
     error = json.loads(response.body.read())
     assert response.headers["x-fc-error-type"] == "UnhandledInvocationError"
     assert error["errorMessage"] == "Function timed out after 3 seconds"
-    wait_for(lambda: not _alive(first["pid"]), 5, "the instance to be gone")
+    wait_for(lambda: not process_alive(first["pid"]), 5, "the instance to be gone")
     again = json.loads(invoke(api, b"hi").body.read())
     assert again["pid"] != first["pid"]
     assert again["calls"] == -999  # a new instance, initialized again
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False

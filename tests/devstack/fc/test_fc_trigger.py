@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import shutil
 import statistics
@@ -14,7 +13,7 @@ from collections import Counter
 import orjson
 
 from devstack.kafka import create_topics
-from tests.devstack.fc.fc_support import repo_env, trigger_log, wait_for
+from tests.devstack.fc.fc_support import process_alive, repo_env, small_function, trigger_log, wait_for, write_s_yaml
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import chunks, driving_record, json_contents, put_groups
 
@@ -85,10 +84,30 @@ def test_an_invocation_past_its_timeout_is_killed_and_the_retry_finishes_the_ran
         orjson.dumps({"speed": r["speed"], "carID": r["carID"]}) for r in records)
     pid, version = marker.read_text().split()
     assert version == "3.10"
-    assert not os.path.exists(f"/proc/{pid}")
+    assert not process_alive(pid)
     log = trigger_log(sls_client, sls_project, "trigger-log")
     first, retry = log[0], log[1]
     assert first["status"] == "failed"
     assert first["errorMessage"] == "Function timed out after 8 seconds"
     assert (retry["status"], retry["attempt"], retry["taskId"]) == ("success", "1", first["taskId"])
     shutil.rmtree(code)
+
+
+def test_redeploying_with_another_trigger_interval_changes_the_cadence(local_cloud, tmp_path, sls_client,
+                                                                       sls_project):
+    sls_client.create_logstore(sls_project, "src", ttl=1, shard_count=1)
+    code = tmp_path / "idle"
+    cadence = {}
+    for interval in (3, 4):
+        trigger = {"triggerName": "t", "triggerType": "log",
+                   "sourceArn": f"acs:log:cn-hangzhou:1:project/{sls_project}",
+                   "triggerConfig": {"sourceConfig": {"logstore": "src"},
+                                     "jobConfig": {"triggerInterval": interval, "maxRetryTime": 0}}}
+        props = small_function(code, "def handler(event, context):\n    return 'ok'\n", triggers=[trigger])
+        local_cloud.deploy(write_s_yaml(tmp_path / "s.yaml", {"idle": props}), {})
+        [trigger_] = local_cloud.triggers["idle"]
+        wait_for(lambda t=trigger_: len(t.ticks) >= 3, interval * 3 + 2, f"three ticks at {interval} s")
+        cadence[interval] = statistics.mean(b - a for a, b in itertools.pairwise(trigger_.ticks))
+    print(f"trigger cadence after redeploys: {cadence}")
+    assert abs(cadence[3] - 3) < 0.2
+    assert abs(cadence[4] - 4) < 0.2
