@@ -11,9 +11,10 @@ from typing import Any, TextIO
 
 import orjson
 
-from checkpoints.base import CheckpointKey
+from checkpoints.base import CheckpointKey, CheckpointReader
 from checkpoints.sls_consumer_group import SlsConsumerGroupStore
 from common.errors import ConfigError
+from processor.backfill.fc_invoker import run_via_fc
 from processor.backfill.jobs import JobManifests, JobRequest, bind_job
 from processor.backfill.pool import run_parallel, shards_with_progress, stop_flag, workers_for
 from processor.backfill.runs import (
@@ -23,6 +24,7 @@ from processor.backfill.runs import (
     default_job_id,
     plan,
 )
+from processor.commands.backfill_fc import add_fc_options, target_from_args
 from processor.commands.backfill_view import progress_view
 from processor.commands.common import (
     EnvDefault,
@@ -40,6 +42,7 @@ from processor.commands.common import (
     settings_without_kafka,
 )
 from processor.config import Settings
+from processor.runtime import Runtime
 from processor.sls.shards import ShardInfo, select_shards
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,7 @@ def register(sub: Any) -> None:
     p.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
                    help="when stderr is not a terminal (or rich, the cli extra, is not installed), log progress "
                    "this often (default 10)")
+    add_fc_options(p)
     p.add_argument("--json", action="store_true",
                    help="end with the full summary as JSON (per shard, gaps included) instead of a few lines")
     p.set_defaults(func=run)
@@ -96,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     check_order(start, stop)
     parameter = parse_parameter(args.parameter)
     access = access_from_args(args)
+    fc = target_from_args(args, access.credentials) if args.via_fc else None
     job_id = check_job_id(args.job_id) if args.job_id else default_job_id(
         access.project, access.logstore, start.text, stop.text, str(args.shards), orjson.dumps(parameter).decode())
     settings = settings_without_kafka() if args.dry_run else Settings.from_env()
@@ -140,8 +145,11 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         with graceful_stop(flag, "the events in flight"):
-            results = run_parallel(job, settings, ranges, access.credentials, workers, args.dry_run, flag,
-                                   view.update, view.tick)
+            if fc is not None:
+                results = run_via_fc(job, ranges, fc, _reader(settings, access), flag, view.update, view.tick)
+            else:
+                results = run_parallel(job, settings, ranges, access.credentials, workers, args.dry_run, flag,
+                                       view.update, view.tick)
     finally:
         view.close()
     if any(r.output_closed for r in results):
@@ -155,6 +163,11 @@ def run(args: argparse.Namespace) -> int:
     if summary["lost_log_groups"]:
         return EXIT_LOST
     return 0 if summary["complete"] else EXIT_STOPPED
+
+
+def _reader(settings: Settings, access: LogstoreAccess) -> CheckpointReader:
+    runtime = Runtime(settings)
+    return runtime.checkpoint_reader(runtime.sls_client(access.endpoint, access.credentials))
 
 
 def _report(out: TextIO, summary: dict[str, Any], as_json: bool) -> None:

@@ -38,13 +38,15 @@ def local_cloud(tmp_path: Path, sls_proxy_env: str) -> Iterator[LocalCloud]:
 
 @pytest.fixture
 def repo_s_yaml(tmp_path: Path, fc_code_zip: Path) -> Callable[..., Path]:
-    """The repository's s.yaml with `vars` overridden and `code` pointing at the session's zip."""
+    """The repository's s.yaml with `vars` (and environment variables) overridden, `code` the session's zip."""
 
-    def make(code: Path = fc_code_zip, handler: str | None = None, **variables: Any) -> Path:
+    def make(code: Path = fc_code_zip, handler: str | None = None, environment: dict[str, str] | None = None,
+             **variables: Any) -> Path:
         doc = yaml.safe_load((REPO / "s.yaml").read_text())
         doc["vars"].update(variables)
         props = next(iter(doc["resources"].values()))["props"]
         props["code"] = str(code)
+        props["environmentVariables"].update(environment or {})
         if handler:
             props["handler"] = handler
         path = tmp_path / "s.yaml"
