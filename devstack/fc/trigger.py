@@ -94,9 +94,10 @@ class SlsTrigger:
             next_tick += self.spec.interval
             try:
                 self.tick()
-            except LogException as exc:
-                log.error("trigger %s: cannot read the shards of %s/%s: %s", self.spec.name, self.spec.project,
-                          self.spec.logstore, exc)
+            except Exception:
+                # The next tick tries again, as SLS's job does; the trigger must not die of one bad round.
+                log.exception("trigger %s: a round over %s/%s failed", self.spec.name, self.spec.project,
+                              self.spec.logstore)
 
     def tick(self) -> None:
         self.ticks.append(time.time())
