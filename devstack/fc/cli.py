@@ -16,12 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aliyun.log import LogClient
+
 from common.errors import ConfigError
 from devstack import stack
 from devstack.fc.__main__ import HOST_FILE
 from devstack.fc.cloud import CloudConfig
 from devstack.fc.code import prepare
 from devstack.fc.spec import load
+from devstack.fc.trigger import check_source
 from devstack.processes import ProcessRef
 
 START_TIMEOUT_S = 60.0
@@ -57,16 +60,20 @@ def stop(state_dir: Path) -> bool:
 
 
 def _deploy(args: argparse.Namespace) -> int:
+    if "HTTP_PROXY" not in os.environ and (sls := stack.status(args.state_dir)[stack.SLS]) is not None:
+        # Here too: the triggers' logstores are checked from this process.
+        os.environ["HTTP_PROXY"] = os.environ["http_proxy"] = f"http://127.0.0.1:{sls.port}"
+        os.environ.setdefault("NO_PROXY", "localhost,127.0.0.1")
     env = dict(os.environ)
-    if "HTTP_PROXY" not in env and (sls := stack.status(args.state_dir)[stack.SLS]) is not None:
-        env["HTTP_PROXY"] = env["http_proxy"] = f"http://127.0.0.1:{sls.port}"
-        env.setdefault("NO_PROXY", "localhost,127.0.0.1")
     config = CloudConfig.from_env(fc_dir(args.state_dir), env)
     try:
         specs = load(args.s_yaml, env, config.account_id)
+        sls = LogClient(config.sls_endpoint, config.access_key_id, config.access_key_secret)
         for spec in specs:
             prepare(spec, config.state_dir / "functions" / spec.name, args.s_yaml.resolve().parent,
                     config.credentials, config.network_env)
+            for trigger in spec.triggers:
+                check_source(sls, trigger)
     except ConfigError as exc:
         print(f"sls-kafka dev deploy: error: {exc}", file=sys.stderr)
         return 2

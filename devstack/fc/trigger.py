@@ -28,12 +28,25 @@ from typing import Any
 from aliyun.log import LogClient, LogException, LogItem, PutLogsRequest
 
 from devstack.fc.instances import Outcome, stamp
-from devstack.fc.spec import FunctionSpec, TriggerSpec
+from devstack.fc.spec import DeployError, FunctionSpec, TriggerSpec
 from processor.event import TriggerEvent
 
 log = logging.getLogger(__name__)
 LOG_TOPIC = "fc_trigger"
 Invoke = Callable[[bytes], Outcome]
+
+
+def check_source(client: LogClient, spec: TriggerSpec) -> None:
+    """The trigger's logstore and log logstore exist: refused at deploy, as SLS refuses to create such a trigger."""
+    stores = [(spec.project, spec.logstore, "sourceConfig.logstore")]
+    if spec.log_project and spec.log_logstore:
+        stores.append((spec.log_project, spec.log_logstore, "logConfig"))
+    for project, logstore, what in stores:
+        try:
+            client.get_logstore(project, logstore)
+        except LogException as exc:
+            msg = f"trigger {spec.name}: {what} {project}/{logstore}: {exc.get_error_code()}: {exc.get_error_message()}"
+            raise DeployError(msg) from None
 
 
 class Positions:
@@ -75,6 +88,7 @@ class SlsTrigger:
 
     def start(self) -> SlsTrigger:
         """Fix each shard's start now (data written from here on is delivered), then tick every interval."""
+        check_source(self.client, self.spec)
         for shard in self._shards():
             if self.positions.get(shard) is None:
                 self.positions.set(shard, self._start_cursor(shard))

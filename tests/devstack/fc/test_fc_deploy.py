@@ -94,3 +94,12 @@ def test_a_failing_function_is_retried_max_retry_times_and_the_failures_land_in_
                               if r["taskId"] != log[0]["taskId"]], 10, "the next interval's attempt")
     assert (later[0]["beginCursor"], later[0]["endCursor"]) == (log[0]["beginCursor"], log[0]["endCursor"])
     assert later[0]["jobName"] == log[0]["jobName"]
+
+
+def test_a_trigger_on_a_missing_logstore_is_refused(local_cloud, tmp_path, sls_project):
+    trigger = {"triggerName": "t", "triggerType": "log", "sourceArn": f"acs:log:cn-hangzhou:1:project/{sls_project}",
+               "triggerConfig": {"sourceConfig": {"logstore": "nowhere"}, "jobConfig": {"triggerInterval": 3}}}
+    props = small_function(tmp_path / "f", FAILING, triggers=[trigger])
+    with pytest.raises(DeployError, match=rf"trigger t: sourceConfig.logstore {sls_project}/nowhere: "
+                                          r"LogStoreNotExist"):
+        local_cloud.deploy(write_s_yaml(tmp_path / "s.yaml", {"f": props}), {})
