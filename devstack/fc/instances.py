@@ -48,7 +48,7 @@ class Deployment:
                 "ALIBABA_CLOUD_ACCESS_KEY_ID": creds["access_key_id"],
                 "ALIBABA_CLOUD_ACCESS_KEY_SECRET": creds["access_key_secret"],
                 "ALIBABA_CLOUD_SECURITY_TOKEN": creds.get("security_token") or "",
-                "PYTHONUNBUFFERED": "1", "PATH": "/usr/local/bin:/usr/bin:/bin"}
+                "PATH": "/usr/local/bin:/usr/bin:/bin"}
 
     def context(self, request_id: str) -> dict[str, Any]:
         spec = self.spec
@@ -96,7 +96,8 @@ class Instance:
     def start(self, probe: bool = False) -> None:
         """Start the process and wait for the initializer; raises `InstanceDied` with FC's error body."""
         spec = self.deployment.spec
-        args = [str(self.deployment.python), str(BOOTSTRAP), str(self.deployment.code_dir), spec.handler]
+        # -I: neither this project's directory (the bootstrap's) nor PYTHON* variables leak into the runtime.
+        args = [str(self.deployment.python), "-I", str(BOOTSTRAP), str(self.deployment.code_dir), spec.handler]
         self.proc = subprocess.Popen([*args, *([spec.initializer] if spec.initializer else [])],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=self.deployment.process_env(self.id), start_new_session=True)
