@@ -20,6 +20,9 @@ from devstack.fc.instances import DEFAULT_MAX_INSTANCES, Deployment, FunctionPoo
 
 ASYNC_WORKERS = 32
 TAIL_BYTES = 4096
+# The bootstrap's last line of an invocation (devstack/fc/bootstrap.py).
+END_MARK = "FC Invoke End RequestId:"
+END_WAIT_S = 1.0
 
 
 class FunctionNotFound(LookupError):
@@ -33,22 +36,29 @@ class LogBook:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._captures: dict[str, list[str]] = {}
+        self._captures: dict[str, tuple[list[str], threading.Event]] = {}
 
     def write(self, line: str) -> None:
         parts = line.split(" ", 2)
         with self._lock, self.path.open("a") as out:
             out.write(line + "\n")
             if len(parts) > 1 and parts[1] in self._captures:
-                self._captures[parts[1]].append(line)
+                lines, ended = self._captures[parts[1]]
+                lines.append(line)
+                if END_MARK in line:
+                    ended.set()
 
     @contextlib.contextmanager
     def capture(self, request_id: str) -> Iterator[list[str]]:
+        """Collect one invocation's lines. They come on the instance's stderr, the answer on another pipe: on
+        leaving, wait (briefly: a killed instance writes no end) for the invocation's end line."""
         lines: list[str] = []
+        ended = threading.Event()
         with self._lock:
-            self._captures[request_id] = lines
+            self._captures[request_id] = (lines, ended)
         try:
             yield lines
+            ended.wait(END_WAIT_S)
         finally:
             with self._lock:
                 self._captures.pop(request_id, None)

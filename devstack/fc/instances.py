@@ -83,6 +83,8 @@ class Instance:
         self.deployment = deployment
         self.id = "c-" + uuid.uuid4().hex[:12]
         self.active = 1  # reserved by whoever starts it
+        # Only a started instance takes invocations: a request sent before the initializer's would be read as it.
+        self.ready = False
         self._log = log
         self._pending: dict[str, Future[dict[str, Any]]] = {}
         self._lock = threading.Lock()
@@ -115,6 +117,7 @@ class Instance:
         if ready.get("type") != "ready":
             self.kill()
             raise InstanceDied(ready.get("error") or {"errorMessage": "instance exited during start"})
+        self.ready = True
 
     def invoke(self, request_id: str, event: bytes, timeout: float) -> Outcome:
         future: Future[dict[str, Any]] = Future()
@@ -216,7 +219,7 @@ class FunctionPool:
                 for instance in [i for i in self.instances if i.proc is not None and not i.alive and not i.active]:
                     self._drop(instance)
                 for instance in self.instances:
-                    if instance.alive and instance.active < concurrency:
+                    if instance.ready and instance.alive and instance.active < concurrency:
                         instance.active += 1
                         return instance
                 if len(self.instances) < self.max_instances:

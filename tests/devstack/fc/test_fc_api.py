@@ -123,6 +123,7 @@ def test_instance_concurrency_is_honoured_and_instances_scale_out(api, local_clo
         thread.join()
     # 6 invocations of 1 s, at most 2 at once per instance, at most 4 instances: 2 rounds at worst.
     assert time.monotonic() - started < 4.5
+    assert all("pid" in r for r in results), results
     pids = {r["pid"] for r in results}
     assert 3 <= len(pids) <= local_cloud.host.max_instances
     for pid in pids:
