@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from checkpoints.base import CheckpointKey, CheckpointReader
+from checkpoints.base import CheckpointKey
 from checkpoints.sls_consumer_group import SlsConsumerGroupStore
 from common.errors import ConfigError
 from processor.backfill.fc_invoker import run_via_fc
@@ -24,7 +24,7 @@ from processor.backfill.runs import (
     default_job_id,
     plan,
 )
-from processor.commands.backfill_fc import add_fc_options, target_from_args
+from processor.commands.backfill_fc import add_fc_options, checkpoint_reader, target_from_args
 from processor.commands.backfill_view import progress_view
 from processor.commands.common import (
     EnvDefault,
@@ -42,7 +42,6 @@ from processor.commands.common import (
     settings_without_kafka,
 )
 from processor.config import Settings
-from processor.runtime import Runtime
 from processor.sls.shards import ShardInfo, select_shards
 
 log = logging.getLogger(__name__)
@@ -146,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with graceful_stop(flag, "the events in flight"):
             if fc is not None:
-                results = run_via_fc(job, ranges, fc, _reader(settings, access), flag, view.update, view.tick)
+                results = run_via_fc(job, ranges, fc, checkpoint_reader(settings, access), flag, view.update, view.tick)
             else:
                 results = run_parallel(job, settings, ranges, access.credentials, workers, args.dry_run, flag,
                                        view.update, view.tick)
@@ -163,11 +162,6 @@ def run(args: argparse.Namespace) -> int:
     if summary["lost_log_groups"]:
         return EXIT_LOST
     return 0 if summary["complete"] else EXIT_STOPPED
-
-
-def _reader(settings: Settings, access: LogstoreAccess) -> CheckpointReader:
-    runtime = Runtime(settings)
-    return runtime.checkpoint_reader(runtime.sls_client(access.endpoint, access.credentials))
 
 
 def _report(out: TextIO, summary: dict[str, Any], as_json: bool) -> None:

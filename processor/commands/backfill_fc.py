@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from checkpoints.base import CheckpointReader
 from common.errors import ConfigError
 from processor.backfill.fc_invoker import FcTarget
-from processor.commands.common import EnvDefault, int_in_range
+from processor.commands.common import EnvDefault, LogstoreAccess, int_in_range
+from processor.config import Settings
 from processor.credentials import Credentials
+from processor.runtime import Runtime
 
 
 def add_fc_options(parser: Any) -> None:
@@ -35,3 +38,9 @@ def target_from_args(args: Any, credentials: Credentials) -> FcTarget:
         raise ConfigError(msg)
     return FcTarget(args.via_fc, args.fc_endpoint, args.fc_region, credentials, args.fc_concurrency,
                     args.fc_stall_seconds)
+
+
+def checkpoint_reader(settings: Settings, access: LogstoreAccess) -> CheckpointReader:
+    """The job's checkpoints as the function writes them: this command must share its checkpoint settings."""
+    runtime = Runtime(settings)
+    return runtime.checkpoint_reader(runtime.sls_client(access.endpoint, access.credentials))
