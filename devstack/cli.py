@@ -13,6 +13,7 @@ from typing import Any
 from aliyun.log import LogClient
 
 from devstack import stack
+from devstack.fc import cli as fc_cli
 from devstack.kafka import KafkaBrokerError, KafkaJarsError
 from devstack.sample_data import ensure_logstore, write_driving_logs
 from devstack.sls_emulator.__main__ import main as emulator_main
@@ -60,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     mail = sub.add_parser("mail", parents=[state], help="list the messages the SMTP server received, or print one")
     mail.add_argument("number", nargs="?", type=int, help="print message NUMBER (as listed) with its text part")
     mail.set_defaults(func=_mail)
+    fc_cli.register(sub, state)
     # The emulator parses its own options (see devstack.sls_emulator.__main__), so --help shows them.
     emulator = subparsers.add_parser(
         "emulator", add_help=False, help="run the SLS emulator alone in the foreground (--help for its options)"
@@ -87,6 +89,8 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
+    if fc_cli.stop(args.state_dir):
+        print("fc: the local cloud stopped")
     stopped = stack.down(args.state_dir)
     if not stopped:
         print(f"nothing recorded in {args.state_dir}: the dev stack was not running")

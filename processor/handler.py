@@ -8,6 +8,7 @@ from typing import Any
 
 from common.deadline import Deadline
 from common.errors import ConfigError, SinkError
+from processor.backfill.scope import event_scope
 from processor.credentials import resolve_credentials
 from processor.event import TriggerEvent
 from processor.kafka.producer import TOPIC_CHECK_SECONDS
@@ -52,7 +53,9 @@ def handler(event: bytes | str, context: Any = None) -> dict[str, Any]:
     runtime = _runtime or initialize(context)
     trigger = TriggerEvent.from_json(event)
     creds = resolve_credentials(context, os.environ)
-    return runtime.process(trigger, creds, _function_timeout(context)).as_dict()
+    # A backfill fanned out through FC (`backfill --via-fc`) names its job: its checkpoints are the job's.
+    scope = event_scope(trigger)
+    return runtime.process(trigger, creds, _function_timeout(context), scope=scope).as_dict()
 
 
 def _function_timeout(context: Any) -> float | None:

@@ -2,9 +2,9 @@
 
 The range of each shard is cut into sub-ranges of at most `groups_per_event` log groups, each a trigger-shaped
 event (the JSON an SLS trigger sends), handed to an `Invoker`. `LocalInvoker` runs the handler logic in this
-process; `DryRunInvoker` runs it with a printing sink instead of producing. An invoker for the deployed
-function would send the same events to FC (InvokeFunction) and return its response; it needs the handler to take
-the job's checkpoint scope from the event (see the README).
+process; `DryRunInvoker` runs it with a printing sink instead of producing; `processor.backfill.fc_invoker`
+sends them to the deployed function, which takes the job's checkpoint scope from the event's jobName
+(`processor.backfill.scope`).
 
 Resuming: the events of one shard run in order and share the shard's checkpoint in the job's scope
 (`backfill-<job id>`). A finished event leaves the checkpoint at its end, so on a re-run the events before it
@@ -29,6 +29,7 @@ from tenacity import retry_if_not_exception_type
 from checkpoints.null import NullCheckpointStore
 from common.cursors import cursor_from_position, cursor_position
 from common.errors import ConfigError
+from processor.backfill.scope import BACKFILL_JOB_PREFIX, job_scope
 from processor.credentials import Credentials
 from processor.delivery.dry_run import DEFAULT_MESSAGE_MAX_BYTES, OutputClosedError, PrintingSink
 from processor.delivery.observers import Emit, ProjectedPage
@@ -67,8 +68,7 @@ class BackfillJob:
 
     @property
     def scope(self) -> str:
-        """Checkpoint scope: separate from the trigger's ("") and from every other job."""
-        return f"backfill-{self.job_id}"
+        return job_scope(self.job_id)
 
     def events(self, rng: ShardRange) -> list[TriggerEvent]:
         """[begin, end) cut into sub-ranges of at most `groups_per_event` log groups, as trigger events."""
@@ -78,7 +78,7 @@ class BackfillJob:
         cuts = [*range(first, last, self.groups_per_event), last]
         cursors = [rng.begin, *(cursor_from_position(p) for p in cuts[1:-1]), rng.end]
         return [TriggerEvent(self.endpoint, self.project, self.logstore, rng.shard, b, e, self.parameter,
-                             f"sls-kafka-backfill/{self.job_id}", f"{self.job_id}/{rng.shard}/{i}")
+                             BACKFILL_JOB_PREFIX + self.job_id, f"{self.job_id}/{rng.shard}/{i}")
                 for i, (b, e) in enumerate(itertools.pairwise(cursors))]
 
 

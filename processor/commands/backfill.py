@@ -14,6 +14,7 @@ import orjson
 from checkpoints.base import CheckpointKey
 from checkpoints.sls_consumer_group import SlsConsumerGroupStore
 from common.errors import ConfigError
+from processor.backfill.fc_invoker import run_via_fc
 from processor.backfill.jobs import JobManifests, JobRequest, bind_job
 from processor.backfill.pool import run_parallel, shards_with_progress, stop_flag, workers_for
 from processor.backfill.runs import (
@@ -23,6 +24,7 @@ from processor.backfill.runs import (
     default_job_id,
     plan,
 )
+from processor.commands.backfill_fc import add_fc_options, checkpoint_reader, target_from_args
 from processor.commands.backfill_view import progress_view
 from processor.commands.common import (
     EnvDefault,
@@ -86,6 +88,7 @@ def register(sub: Any) -> None:
     p.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
                    help="when stderr is not a terminal (or rich, the cli extra, is not installed), log progress "
                    "this often (default 10)")
+    add_fc_options(p)
     p.add_argument("--json", action="store_true",
                    help="end with the full summary as JSON (per shard, gaps included) instead of a few lines")
     p.set_defaults(func=run)
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     check_order(start, stop)
     parameter = parse_parameter(args.parameter)
     access = access_from_args(args)
+    fc = target_from_args(args, access.credentials) if args.via_fc else None
     job_id = check_job_id(args.job_id) if args.job_id else default_job_id(
         access.project, access.logstore, start.text, stop.text, str(args.shards), orjson.dumps(parameter).decode())
     settings = settings_without_kafka() if args.dry_run else Settings.from_env()
@@ -140,8 +144,11 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         with graceful_stop(flag, "the events in flight"):
-            results = run_parallel(job, settings, ranges, access.credentials, workers, args.dry_run, flag,
-                                   view.update, view.tick)
+            if fc is not None:
+                results = run_via_fc(job, ranges, fc, checkpoint_reader(settings, access), flag, view.update, view.tick)
+            else:
+                results = run_parallel(job, settings, ranges, access.credentials, workers, args.dry_run, flag,
+                                       view.update, view.tick)
     finally:
         view.close()
     if any(r.output_closed for r in results):
