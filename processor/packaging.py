@@ -68,8 +68,12 @@ class PackageResult:
     pinned: tuple[str, ...] = ()  # the runtime requirements as name==version, the versions tested here
 
 
+# Extras the package needs too: s.yaml's evaluator runs from the same zip, and its channels render with jinja2.
+PACKAGED_EXTRAS = ("alerts",)
+
+
 def runtime_requirements(project_dir: Path) -> list[str]:
-    """`[project.dependencies]` of the project's pyproject.toml."""
+    """`[project.dependencies]` of the project's pyproject.toml, and those of the extras the package ships."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -85,7 +89,8 @@ def runtime_requirements(project_dir: Path) -> list[str]:
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
         msg = f"{path} has no [project] dependencies list"
         raise PackagingError(msg)
-    return deps
+    extras = doc["project"].get("optional-dependencies", {})
+    return deps + [d for extra in PACKAGED_EXTRAS for d in extras.get(extra, [])]
 
 
 def build_package(project_dir: Path, output: Path, python_version: str,

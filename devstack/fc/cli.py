@@ -85,9 +85,11 @@ def _deploy(args: argparse.Namespace) -> int:
         print(f"sls-kafka dev deploy: error: {exc}", file=sys.stderr)
         return 1
     for spec in specs:
-        triggers = ", ".join(f"{t.name} every {t.interval:g}s on {t.project}/{t.logstore}"
-                             + ("" if t.enabled else " (disabled)") for t in spec.triggers) or "no trigger"
-        print(f"{spec.name}: {spec.runtime} {spec.handler}, timeout {spec.timeout:g}s; {triggers}")
+        triggers = [f"{t.name} every {t.interval:g}s on {t.project}/{t.logstore}" + ("" if t.enabled else " (disabled)")
+                    for t in spec.triggers]
+        triggers += [f"{t.name} every {t.every:g}s" + ("" if t.enabled else " (disabled)") for t in spec.timers]
+        print(f"{spec.name}: {spec.runtime} {spec.handler}, timeout {spec.timeout:g}s; "
+              f"{', '.join(triggers) or 'no trigger'}")
     print(f"InvokeFunction on 127.0.0.1:{info['port']} (pid {info['pid']}); logs: sls-kafka dev logs")
     return 0
 

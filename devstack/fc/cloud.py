@@ -15,6 +15,7 @@ from devstack.fc.code import prepare
 from devstack.fc.host import FcHost
 from devstack.fc.instances import DEFAULT_MAX_INSTANCES, Deployment
 from devstack.fc.spec import load
+from devstack.fc.timer import TimerTrigger
 from devstack.fc.trigger import Positions, SlsTrigger
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class LocalCloud:
         self.config = config
         self.host = FcHost(config.state_dir / "logs", config.max_instances, async_backoff)
         self.triggers: dict[str, list[SlsTrigger]] = {}
+        self.timers: dict[str, list[TimerTrigger]] = {}
         self._sls = LogClient(config.sls_endpoint, config.access_key_id, config.access_key_secret)
 
     @property
@@ -68,23 +70,27 @@ class LocalCloud:
                                self.config.credentials, self.config.network_env) for spec in specs]
         for deployment in deployments:
             spec = deployment.spec
-            for trigger in self.triggers.pop(spec.name, []):
-                trigger.stop()
+            self._stop_triggers(spec.name)
             self.host.deploy(deployment)
             book = self.host.books[spec.name]
+            invoke = lambda event, name=spec.name: self.host.invoke(name, event)  # noqa: E731
+            self.timers[spec.name] = [TimerTrigger(t, invoke, book.write).start() for t in spec.timers if t.enabled]
             self.triggers[spec.name] = [
-                SlsTrigger(t, spec, lambda event, name=spec.name: self.host.invoke(name, event), self._sls,
-                           self.config.sls_endpoint,
-                           Positions(self.config.state_dir / "triggers" / f"{spec.name}.{t.name}.json"),
+                # Positions per source: a redeploy onto another logstore must not resume at this one's cursors.
+                SlsTrigger(t, spec, invoke, self._sls, self.config.sls_endpoint,
+                           Positions(self.config.state_dir / "triggers"
+                                     / f"{spec.name}.{t.name}.{t.project}.{t.logstore}.json"),
                            book.write).start()
                 for t in spec.triggers if t.enabled]
             log.info("deployed %s (%s, %s) with %d enabled trigger(s)", spec.name, spec.runtime, spec.handler,
-                     len(self.triggers[spec.name]))
+                     len(self.triggers[spec.name]) + len(self.timers[spec.name]))
         return deployments
 
+    def _stop_triggers(self, name: str) -> None:
+        for trigger in [*self.triggers.pop(name, []), *self.timers.pop(name, [])]:
+            trigger.stop()
+
     def close(self) -> None:
-        for triggers in self.triggers.values():
-            for trigger in triggers:
-                trigger.stop()
-        self.triggers = {}
+        for name in [*self.triggers]:
+            self._stop_triggers(name)
         self.host.close()

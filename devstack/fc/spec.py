@@ -1,8 +1,9 @@
 """`s.yaml` (Serverless Devs fc3) read the way `s deploy` reads it: variables resolved, fc3 resources as specs.
 
-`${env(NAME)}`, `${vars.path}` and `${config('AccountID')}` are resolved; a value that is one whole `${...}`
-keeps the resolved value's type (`timeout: ${vars.timeout}` stays a number). Anything not resolvable is refused
-with the YAML path and the expression, before any process starts.
+`extend: base.yaml` (Serverless Devs 3) reads the base file first and merges this one over it: mappings key by
+key, anything else replaced. `${env(NAME)}`, `${vars.path}` and `${config('AccountID')}` are resolved; a value
+that is one whole `${...}` keeps the resolved value's type (`timeout: ${vars.timeout}` stays a number). Anything
+not resolvable is refused with the YAML path and the expression, before any process starts.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ _EXPR = re.compile(r"\$\{\s*([^}]*?)\s*\}")
 _ENV = re.compile(r"""env\(\s*['"]?([A-Za-z_][A-Za-z0-9_]*)['"]?\s*\)""")
 _CONFIG = re.compile(r"""config\(\s*['"]?([A-Za-z]+)['"]?\s*\)""")
 _RUNTIME = re.compile(r"python(3\.\d+)")
+# FC's timer also takes six-field cron; the local cloud runs only the cadence form and refuses the rest.
+_EVERY = re.compile(r"@every\s+(\d+)([smh])")
+_UNIT = {"s": 1, "m": 60, "h": 3600}
 _HANDLER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\.[A-Za-z_][A-Za-z0-9_]*")
 # fc3's defaults for what s.yaml may leave out.
 DEFAULT_TIMEOUT = 3.0
@@ -49,6 +53,16 @@ class TriggerSpec:
 
 
 @dataclass(frozen=True)
+class TimerSpec:
+    """A timer trigger: `triggerConfig.cronExpression` as a cadence, and its `payload`."""
+
+    name: str
+    every: float
+    payload: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     name: str
     region: str
@@ -64,6 +78,7 @@ class FunctionSpec:
     env: Mapping[str, str]
     async_retries: int = DEFAULT_ASYNC_RETRIES
     triggers: tuple[TriggerSpec, ...] = field(default_factory=tuple)
+    timers: tuple[TimerSpec, ...] = field(default_factory=tuple)
 
     @property
     def python_version(self) -> str:
@@ -72,11 +87,7 @@ class FunctionSpec:
 
 def load(path: Path, env: Mapping[str, str], account_id: str) -> list[FunctionSpec]:
     """The fc3 functions of `path`, resolved against `env` and the local account id."""
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        msg = f"cannot read {path}: {exc}"
-        raise DeployError(msg) from None
+    doc = _read(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("resources"), dict):
         msg = f"{path} has no 'resources' mapping: not a Serverless Devs s.yaml"
         raise DeployError(msg)
@@ -91,6 +102,27 @@ def load(path: Path, env: Mapping[str, str], account_id: str) -> list[FunctionSp
         msg = f"{path} has no fc3 resource to deploy"
         raise DeployError(msg)
     return functions
+
+
+def _read(path: Path, seen: tuple[Path, ...] = ()) -> Any:
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        msg = f"cannot read {path}: {exc}"
+        raise DeployError(msg) from None
+    if not isinstance(doc, dict) or "extend" not in doc:
+        return doc
+    base = (path.parent / str(doc.pop("extend"))).resolve()
+    if base in seen:
+        msg = f"{path}: extend: {base} extends itself"
+        raise DeployError(msg)
+    return _merge(_read(base, (*seen, path.resolve())), doc)
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in over.items()}}
+    return over
 
 
 class _Resolver:
@@ -163,7 +195,16 @@ def _function(props: dict[str, Any], where: str, base: Path, account_id: str) ->
         env={str(k): "" if v is None else str(v) for k, v in env.items()},
         async_retries=int(async_config.get("maxAsyncRetryAttempts", DEFAULT_ASYNC_RETRIES)),
         triggers=tuple(_trigger(t, f"{where}.triggers[{i}]")
-                       for i, t in enumerate(props.get("triggers") or []) if t.get("triggerType") == "log"))
+                       for i, t in enumerate(props.get("triggers") or []) if t.get("triggerType") == "log"),
+        timers=tuple(_timer(t, f"{where}.triggers[{i}]")
+                     for i, t in enumerate(props.get("triggers") or []) if t.get("triggerType") == "timer"))
+
+
+def _timer(raw: dict[str, Any], where: str) -> TimerSpec:
+    config = raw.get("triggerConfig") or {}
+    return TimerSpec(name=str(raw.get("triggerName", "timer")),
+                     every=_every_seconds(str(config.get("cronExpression", "")), where),
+                     payload=str(config.get("payload") or ""), enabled=config.get("enable", True) is not False)
 
 
 def _trigger(raw: dict[str, Any], where: str) -> TriggerSpec:
@@ -196,6 +237,15 @@ def _trigger(raw: dict[str, Any], where: str) -> TriggerSpec:
                        enabled=config.get("enable", True) is not False,
                        log_project=log_config.get("project") or None, log_logstore=log_config.get("logstore") or None,
                        start_time=int(start) if start is not None else None)
+
+
+def _every_seconds(expression: str, where: str) -> float:
+    # FC's minimum is one minute; seconds are allowed here so that the demo stays short.
+    m = _EVERY.fullmatch(expression.strip())
+    if not m or int(m[1]) == 0:
+        msg = f"{where}.triggerConfig.cronExpression {expression!r}: the local cloud runs only '@every <N>s|m|h'"
+        raise DeployError(msg)
+    return float(int(m[1]) * _UNIT[m[2]])
 
 
 def _kind(kind: type | tuple[type, ...]) -> str:
