@@ -17,7 +17,7 @@ from devstack.fc import cli as fc_cli
 from devstack.kafka import KafkaBrokerError, KafkaJarsError
 from devstack.sample_data import ensure_logstore, write_driving_logs
 from devstack.sls_emulator.__main__ import main as emulator_main
-from devstack.smtp import read_info, read_mail
+from devstack.smtp import StoredMail, read_info, read_mail
 
 EXIT_DOWN = 3
 EXAMPLE_ENDPOINT = "cn-hangzhou.log.emulator"
@@ -137,12 +137,20 @@ def _mail(args: argparse.Namespace) -> int:
         print(f"sls-kafka dev mail: error: no message {args.number}; there are {len(mails)} (see `dev mail`)",
               file=sys.stderr)
         return 1
-    mail = mails[args.number - 1]
+    print_mail(mails[args.number - 1])
+    return 0
+
+
+def print_mail(mail: StoredMail, max_lines: int | None = None) -> None:
+    """One message as `dev mail N` shows it: its headers, envelope, file and text part (its first `max_lines`)."""
     for header in ("Date", "From", "To", "Cc", "Subject", "Message-ID", "In-Reply-To"):
         if header in mail.message:
             print(f"{header}: {mail.message[header]}")
-    print(f"Envelope: {mail.mail_from} -> {', '.join(mail.rcpt_tos)}\nFile: {mail.path}\n\n{mail.text()}")
-    return 0
+    lines = mail.text().splitlines()
+    text = "\n".join(lines[:max_lines])
+    if max_lines is not None and len(lines) > max_lines:
+        text += f"\n... ({len(lines) - max_lines} more lines in {mail.path.name})"
+    print(f"Envelope: {mail.mail_from} -> {', '.join(mail.rcpt_tos)}\nFile: {mail.path}\n\n{text}")
 
 
 def _print_access(services: dict[str, stack.Service]) -> None:

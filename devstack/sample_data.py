@@ -59,9 +59,10 @@ def ensure_logstore(client: LogClient, project: str, logstore: str, shards: int)
 def write_driving_logs(client: LogClient, project: str, logstore: str, n: int, rng: random.Random,
                        lesson: bool = True, poison: bool = True) -> Written:
     lines = list(LESSON_LINES) if lesson else []
-    vehicles = [{"speed": rng.randint(0, 160), "carID": rng.randint(1000, 1099), "manufacturer": "BenZ",
-                 "zone": "China", "distance": rng.randint(1, 500), "endAt": "Beijing", "startAt": "Shanghai"}
-                for _ in range(n)]
+    # The first vehicle is always over 120 km/h: every batch has a car the alert rules' speeding rule reports.
+    vehicles = [{"speed": rng.randint(121, 160) if i == 0 else rng.randint(0, 160), "carID": rng.randint(1000, 1099),
+                 "manufacturer": "BenZ", "zone": "China", "distance": rng.randint(1, 500), "endAt": "Beijing",
+                 "startAt": "Shanghai"} for i in range(n)]
     lines += [orjson.dumps(v).decode() for v in vehicles[: n // 2]]
     key_values = vehicles[n // 2:]
     groups = [[{"content": line} for line in lines[k:k + GROUP_SIZE]] for k in range(0, len(lines), GROUP_SIZE)]
