@@ -11,10 +11,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from devstack.fc.spec import load
 from devstack.kafka import free_port
 from devstack.kafka.jars import cache_root
 from processor.cli import build_parser, main
 from processor.variables import VARIABLES
+from tests.devstack.fc.fc_support import repo_env
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -236,3 +238,12 @@ def test_readme_plan_examples_run_and_print_a_plan(capsys):
         out = capsys.readouterr().out
         assert re.search(r"^  vars\.triggerInterval: \d+$", out, re.MULTILINE), out
         assert re.search(r"^  vars\.timeout: \d+ ", out, re.MULTILINE), out
+
+
+def test_the_demo_description_states_s_demo_yamls_cadences():
+    env = {**repo_env("127.0.0.1:1", "t", "p", "l", "tl"), "SMTP_PORT": "1", "SMTP_CA_FILE": "", "DEMO_CODE_ZIP": ""}
+    processor, evaluator = load(ROOT / "s.demo.yaml", env, "1")
+    quick_start = " ".join(README.split("## Quick start", 1)[1].split("\n## ", 1)[0].split())
+    assert (f"`s.yaml` itself (`extend: s.yaml`) with a {processor.triggers[0].interval:g} s trigger interval, the "
+            f"evaluator ticking every {evaluator.timers[0].every:g} s") in quick_start
+    assert f"rules (`{processor.env['ALERT_RULES']}`: cars over 120 km/h" in quick_start
