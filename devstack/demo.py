@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 from aliyun.log import LogClient
 
+from common.errors import ProcessorError
 from devstack import demo_cloud, stack
 from devstack.cli import print_mail
 from devstack.demo_kafka import ends, report
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"   {r.service.name}: 127.0.0.1:{r.service.port} ({'started' if r.started else 'already running'})")
     try:
         return _demo(args, f"127.0.0.1:{ports[stack.KAFKA]}", ports[stack.SLS], state_dir)
-    except RuntimeError as exc:
+    except (RuntimeError, ProcessorError) as exc:  # a package that did not build, a deploy that was refused
         print(f"sls-kafka demo: error: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -115,7 +116,8 @@ def _demo(args: argparse.Namespace, bootstrap: str, sls_port: int, state_dir: Pa
         now = write_driving_logs(client, project, logstore, args.records, rng, lesson=i == 0)
         written.add(now)
         print(f"   interval {i + 1}: wrote {now.logs} logs", flush=True)
-        time.sleep(interval)
+        if i + 1 < args.intervals:
+            time.sleep(interval)
     log = demo_cloud.wait_delivered(client, project, logstore, cursors, args.wait)
     failed = [r for r in log if r["status"] != "success"]
     print(f"== trigger log {project}/{demo_cloud.TRIGGER_LOGSTORE}: {len(log)} invocation(s) over "
