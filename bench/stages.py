@@ -79,5 +79,5 @@ def breakdown(spec: Spec) -> Outcome:
         outcome = ours(spec)
     # The decompression ran inside the pull's clock: report the two apart.
     seconds["pull"] -= seconds["decompress"]
-    outcome.details["stage_seconds"] = {s: round(seconds[s], 3) for s in STAGES}
+    outcome.details["stage_seconds"] = {s: round(seconds[s], 6) for s in STAGES}
     return outcome
