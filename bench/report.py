@@ -140,6 +140,10 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += ["", f"Cold start (import `processor.handler` + `initialize`, fresh interpreter, median of {c['runs']}): "
               f"{w['total_ms']:.0f} ms with .pyc files (import {w['import_ms']:.0f} ms, initialize "
               f"{w['initialize_ms']:.0f} ms), {c['no_bytecode_cache']['total_ms']:.0f} ms without."]
+    if "first_invocation_ms" in w:
+        lines[-1] += (f" The instance's first invocation ({c['first_invocation_records']:,} records) then takes "
+                      f"{w['first_invocation_ms']:.0f} ms, the imports `initialize` leaves to it included (the SLS "
+                      "SDK, the delivery loop).")
     if c.get("import_ms_by_package"):
         top = list(c["import_ms_by_package"].items())[:8]
         lines += ["", "Import by package (`-X importtime`, own time of each module, one run): "
