@@ -117,10 +117,11 @@ class KafkaConfig:
             "compression.type": "lz4",
             "queue.buffering.max.messages": 500_000,
             "queue.buffering.max.kbytes": 262_144,
-            # A new producer's first metadata request goes to the bootstrap address; its next must wait for a
-            # connection to the broker by id, which librdkafka holds back for half this (50 ms at the default
-            # 100): most of `initialize`. Later reconnects back off exponentially from it as before.
-            "reconnect.backoff.ms": 20,
+            # Connect to every broker as soon as the first metadata names them. Sparse connections (the default)
+            # let a new producer's second metadata request wait ~50 ms for a connection librdkafka holds back
+            # after dropping the bootstrap one: most of `initialize`. The producer talks to every partition
+            # leader anyway.
+            "enable.sparse.connections": False,
             **self.options,
         }
         # Not overridable: without these a retry can lose or reorder records.
