@@ -117,11 +117,6 @@ class KafkaConfig:
             "compression.type": "lz4",
             "queue.buffering.max.messages": 500_000,
             "queue.buffering.max.kbytes": 262_144,
-            # Connect to every broker as soon as the first metadata names them. Sparse connections (the default)
-            # let a new producer's second metadata request wait ~50 ms for a connection librdkafka holds back
-            # after dropping the bootstrap one: most of `initialize`. The producer talks to every partition
-            # leader anyway.
-            "enable.sparse.connections": False,
             **self.options,
         }
         # Not overridable: without these a retry can lose or reorder records.
