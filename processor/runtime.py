@@ -183,7 +183,6 @@ class Runtime:
         from checkpoints.null import NullCheckpointStore
         from processor.delivery.at_least_once import AtLeastOnce
         from processor.delivery.loop import RangeLoop, RangeRun
-        from processor.delivery.transactional import Transactional
         from processor.sls.endpoint import check_endpoint
         from processor.sls.retry import DeadlineLogClient, RetryStats, sls_retrying
         from processor.sls.source import MAX_PAGE_BYTES
@@ -208,6 +207,8 @@ class Runtime:
         if sink is not None:
             strategy = AtLeastOnce(loop, store or NullCheckpointStore())
         elif kafka.delivery_mode == "exactly-once":
+            from processor.delivery.transactional import Transactional
+
             run.sink = txn_sink = self.transactional_sink(key)
             strategy = Transactional(loop, txn_sink, self.kafka_checkpoints(), kafka.transaction_max_records)
         else:
