@@ -72,11 +72,7 @@ class Runtime:
         # Undelivered records must not outlive the invocation that produced them.
         conf.setdefault("message.timeout.ms", int(max(settings.runtime.timeout_seconds, 10) * 1000))
         self._producer_config = conf
-        # The instance's producer connects to every broker as soon as metadata names them: with sparse connections
-        # (librdkafka's default) the topic check's second request waited ~50 ms for a connection held back after
-        # the bootstrap one was dropped, most of `initialize`. It talks to every partition leader anyway. The
-        # transactional producers keep the default: eager ones tried a wrong SASL password half as often again.
-        self.sink = KafkaSink({"enable.sparse.connections": False, **conf})
+        self.sink = KafkaSink(conf)
         self._file_store = FileCheckpointStore(settings.checkpoint.directory)
         self._projectors: dict[tuple[Any, ...], Projector] = {}
         self._txn_sinks: OrderedDict[str, TransactionalKafkaSink] = OrderedDict()
