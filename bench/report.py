@@ -124,11 +124,12 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"{doc['at_least_once']['cpu_seconds']:.1f}."]
     lines += _layout_table(doc)
     lines += _small_table(doc)
-    stages = doc["stages"]["stage_seconds"]
-    total = sum(stages.values())
-    lines += ["", "Where (c)'s time goes, stages run one after another (the function overlaps pulling with the "
-              "rest):", "", "| " + " | ".join(stages) + " |", "|" + "---:|" * len(stages),
-              "| " + " | ".join(f"{s:.2f} s ({100 * s / total:.0f}%)" for s in stages.values()) + " |"]
+    stages, wall = doc["stages"]["stage_seconds"], doc["stages"]["wall_seconds"]
+    lines += ["", f"Where (c)'s time goes: (c) run again with a clock around each part of its loop, busy seconds "
+              f"per stage over a run of {wall:.2f} s wall. Pull, decompress and decode run in the prefetch thread "
+              "while the main thread projects, produces and serves acks, so stages overlap (percentages are of "
+              "the wall time).", "", "| " + " | ".join(stages) + " |", "|" + "---:|" * len(stages),
+              "| " + " | ".join(f"{s:.2f} s ({100 * s / wall:.0f}%)" for s in stages.values()) + " |"]
     if doc.get("range"):
         r = doc["range"]
         quarters = ", ".join(f"{v:.0f}" for v in r["rss_quarters_mb"])
@@ -139,6 +140,10 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += ["", f"Cold start (import `processor.handler` + `initialize`, fresh interpreter, median of {c['runs']}): "
               f"{w['total_ms']:.0f} ms with .pyc files (import {w['import_ms']:.0f} ms, initialize "
               f"{w['initialize_ms']:.0f} ms), {c['no_bytecode_cache']['total_ms']:.0f} ms without."]
+    if "first_invocation_ms" in w:
+        lines[-1] += (f" The instance's first invocation ({c['first_invocation_records']:,} records) then takes "
+                      f"{w['first_invocation_ms']:.0f} ms, the imports `initialize` leaves to it included (the SLS "
+                      "SDK, the delivery loop).")
     if c.get("import_ms_by_package"):
         top = list(c["import_ms_by_package"].items())[:8]
         lines += ["", "Import by package (`-X importtime`, own time of each module, one run): "

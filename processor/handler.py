@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from typing import Any
@@ -17,6 +18,8 @@ from processor.runtime import Runtime
 log = logging.getLogger("processor")
 
 _runtime: Runtime | None = None
+# Collections of the middle generation per full collection (Python's default: 10).
+FULL_COLLECTION_EVERY = 100
 
 
 def initialize(context: Any = None) -> Runtime:
@@ -26,6 +29,11 @@ def initialize(context: Any = None) -> Runtime:
     a long wait. A Kafka that cannot be reached is only logged, and fails the invocations that need it.
     """
     global _runtime
+    # A range allocates records by the million, and every tenth collection of the middle generation was a full
+    # one, traversing the instance's modules and clients each time: 5 took 0.13 s of a 200,000-record range's
+    # 1.3 CPU s. A tenth as many still free what cycles an invocation leaves (a dropped producer among them).
+    first, second, _ = gc.get_threshold()
+    gc.set_threshold(first, second, FULL_COLLECTION_EVERY)
     runtime = Runtime.from_env(os.environ)
     logging.getLogger().setLevel(runtime.settings.runtime.log_level)
     kafka = runtime.settings.kafka
