@@ -63,10 +63,10 @@ def handler(event: bytes | str, context: Any = None) -> dict[str, Any]:
     creds = resolve_credentials(context, os.environ)
     # A backfill fanned out through FC (`backfill --via-fc`) names its job: its checkpoints are the job's.
     scope = event_scope(trigger)
-    return runtime.process(trigger, creds, _function_timeout(context), scope=scope).as_dict()
+    return runtime.process(trigger, creds, function_timeout(context), scope=scope).as_dict()
 
 
-def _function_timeout(context: Any) -> float | None:
+def function_timeout(context: Any) -> float | None:
     function = getattr(context, "function", None)
     timeout = getattr(function, "timeout", None)
     return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None
