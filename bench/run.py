@@ -137,7 +137,7 @@ def run(args: argparse.Namespace, svc: services.Services) -> dict[str, Any]:
     for name, method, which, keyed in RUNS:
         if which in data:
             spec = Spec(method, svc.bootstrap, "", [])
-            doc[name] = _measure(doc, svc, client, env, args, name, spec, data[which], keyed)
+            doc[name] = measure(doc, svc, client, env, args, name, spec, data[which], keyed)
     doc["layouts"] = {shape.name: _layout(doc, svc, client, env, args, shape)
                       for shape in shapes(args.layouts, args.widths) if args.layout_records}
     if args.small_reps:
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace, svc: services.Services) -> dict[str, Any]:
     return doc
 
 
-def _measure(doc: dict[str, Any], svc: services.Services, client: LogClient, env: dict[str, str],
+def measure(doc: dict[str, Any], svc: services.Services, client: LogClient, env: dict[str, str],
              args: argparse.Namespace, name: str, spec: Spec, dataset: Dataset, keyed: bool) -> dict[str, Any]:
     """Run `spec.method` over `dataset` in a worker process into a new topic, read it back, record the verdict.
 
@@ -192,7 +192,7 @@ def _layout(doc: dict[str, Any], svc: services.Services, client: LogClient, env:
            "raw_bytes_per_record": round(dataset.raw_bytes / dataset.records)}
     for method, label in (("at_least_once", "function"), ("naive_layout", "naive")):
         spec = Spec(method, svc.bootstrap, "", [], options=options)
-        out[label] = _measure(doc, svc, client, env, args, f"{shape.name}/{label}", spec, dataset, True)
+        out[label] = measure(doc, svc, client, env, args, f"{shape.name}/{label}", spec, dataset, True)
     # The emulator holds every logstore in memory: drop each layout's data once it has been measured.
     client.delete_logstore(PROJECT, dataset.logstore)
     return out
@@ -205,7 +205,7 @@ def _small_ranges(doc: dict[str, Any], svc: services.Services, client: LogClient
     out: dict[str, Any] = {"reps": args.small_reps}
     for mode in ("at_least_once", "exactly_once"):
         spec = Spec(f"small_{mode}", svc.bootstrap, "", list(ranges.events), options={"sizes": ranges.sizes})
-        result = _measure(doc, svc, client, env, args, f"small/{mode}", spec, ranges.dataset, True)
+        result = measure(doc, svc, client, env, args, f"small/{mode}", spec, ranges.dataset, True)
         result["latency_ms"] = {size: _percentiles(values) for size, values in result.pop("latencies_ms").items()}
         out[mode] = result
     return out

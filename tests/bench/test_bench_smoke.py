@@ -55,3 +55,16 @@ def test_bench_on_a_tiny_data_set_delivers_every_record_for_every_method(kafka, 
         assert doc["verification"][f"small/{mode}"]["ok"], mode
         assert set(doc["small_ranges"][mode]["latency_ms"]) == {"300", "3000", "30000"}
     assert "| 3,000 | " in table
+
+
+def test_memory_bench_runs_every_layout_and_verifies_it(kafka, tmp_path):
+    out = tmp_path / "memory.md"
+    cmd = [sys.executable, "-m", "bench.memory", "--records", "500", "--bootstrap", kafka.bootstrap, "--out", str(out)]
+
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "fields" in line]
+    assert [tuple(cell.strip() for cell in row.split("|")[1:3]) for row in rows] == [
+        (layout, f"{width} fields") for width in (7, 25) for layout in ("kv", "json", "raw", "tags")]
+    assert all("| 500 |" in row and "| yes |" in row for row in rows), rows
