@@ -19,6 +19,7 @@ TARGETS = {
     "cold_start_ms": (250, "<="),
     "small_3000_at_least_once_p50_ms": (25, "<="),
     "small_3000_exactly_once_vs_at_least_once_p50": (2, "<="),
+    "alerts_throughput_drop": (0.10, "<="),
 }
 
 _ROWS = (
@@ -75,6 +76,7 @@ def targets(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "range_peak_rss_mb": doc["range"]["peak_rss_mb"] if doc.get("range") else None,
         "cold_start_ms": doc["cold_start"]["warm_bytecode"]["total_ms"],
         **_small_targets(doc.get("small_ranges")),
+        "alerts_throughput_drop": doc["alerts"]["throughput_drop"] if doc.get("alerts") else None,
     }
     out = {}
     for name, (bound, op) in TARGETS.items():
@@ -124,6 +126,7 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"{doc['at_least_once']['cpu_seconds']:.1f}."]
     lines += _layout_table(doc)
     lines += _small_table(doc)
+    lines += _alerts_table(doc)
     stages, wall = doc["stages"]["stage_seconds"], doc["stages"]["wall_seconds"]
     lines += ["", f"Where (c)'s time goes: (c) run again with a clock around each part of its loop, busy seconds "
               f"per stage over a run of {wall:.2f} s wall. Pull, decompress and decode run in the prefetch thread "
@@ -177,6 +180,19 @@ def _layout_table(doc: dict[str, Any]) -> list[str]:
                      f"{q.get('cpu_vs_naive', 0):.2f} | {vs_json} | {f['load_average'][0]:.2f}, "
                      f"{n['load_average'][0]:.2f} |")
     return lines
+
+
+def _alerts_table(doc: dict[str, Any]) -> list[str]:
+    a = doc.get("alerts")
+    if not a:
+        return []
+    rows = [f"| {name} | {a[name]['records_per_second']:,.0f} | {a[name]['cpu_seconds_per_million']:.1f} | "
+            f"{', '.join(f'{v:.2f}' for v in a[name]['load_average'])} |" for name in ("without", "with")]
+    return ["", f"Alerting's cost: the function (at-least-once) on one {a['records']:,}-record key/value range with "
+            f"`zone` projected, without and with the three rules of `bench/{a['rules']}` (one per-record, one windowed "
+            f"count, one p95 by zone), {a['reps']} runs each, alternating; medians.", "",
+            "| Alert rules | Records/s | CPU s/M | Load (1 min) per run |", "|---|---:|---:|---|", *rows, "",
+            f"Throughput drop with the rules: {a['throughput_drop']:.1%}."]
 
 
 def _small_table(doc: dict[str, Any]) -> list[str]:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from bench import coldstart, report, services
 from bench.dataset import Dataset, fill, fill_layout, fill_small_ranges, trigger_events
 from bench.layouts import LAYOUTS, WIDTHS, Shape, shapes
 from bench.methods import Spec
-from bench.verify import verify
+from bench.verify import count, verify
 from devstack.kafka import kafka_version
 
 PROJECT = "bench"
@@ -40,6 +41,9 @@ RUNS = (
 )
 # Records per warm invocation in the small-range table: at 1,000 records/s a 3 s trigger interval carries 3,000.
 SMALL_SIZES = (300, 3_000, 30_000)
+# Issue 11's cost of alerting: the function with these rules against the function without, runs alternating.
+ALERT_RULES = services.REPO / "bench" / "alert_rules.yaml"
+ALERT_REPS = 3
 # The range a fresh instance's first invocation delivers in the cold-start step.
 COLD_START_RANGE_RECORDS = 300
 
@@ -62,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--small-reps", type=int, default=15,
                    help="warm invocations of each small range size (300, 3000, 30000 records) per delivery mode; "
                    "0 skips them (default 15)")
+    p.add_argument("--alert-records", type=int, default=200_000,
+                   help="records of the one-shard range run with and without the three alert rules of "
+                   f"{ALERT_RULES.name}, {ALERT_REPS} times each, alternating; 0 skips it (default 200000)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of each output topic (default 4)")
     p.add_argument("--cold-start-runs", type=int, default=7, help="fresh interpreters for the cold start (default 7)")
     p.add_argument("--bootstrap", help="use this Kafka broker instead of starting one for the run")
@@ -101,6 +108,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append(f"--layouts {','.join(args.layouts)}")
     if args.small_reps != 15:
         parts.append(f"--small-reps {args.small_reps}")
+    if args.alert_records != 200_000:
+        parts.append(f"--alert-records {args.alert_records}")
     if args.widths != WIDTHS:
         parts.append(f"--widths {','.join(map(str, args.widths))}")
     return " ".join(parts)
@@ -142,6 +151,8 @@ def run(args: argparse.Namespace, svc: services.Services) -> dict[str, Any]:
                       for shape in shapes(args.layouts, args.widths) if args.layout_records}
     if args.small_reps:
         doc["small_ranges"] = _small_ranges(doc, svc, client, env, args)
+    if args.alert_records:
+        doc["alerts"] = _alerts(doc, svc, client, env, args)
     doc["lesson"]["extrapolated_seconds_for_dataset"] = round(args.records / doc["lesson"]["records_per_second"], 1)
     doc["ratios"] = report.ratios(doc)
     doc["layout_ratios"] = report.layout_ratios(doc)
@@ -195,6 +206,33 @@ def _layout(doc: dict[str, Any], svc: services.Services, client: LogClient, env:
         out[label] = measure(doc, svc, client, env, args, f"{shape.name}/{label}", spec, dataset, True)
     # The emulator holds every logstore in memory: drop each layout's data once it has been measured.
     client.delete_logstore(PROJECT, dataset.logstore)
+    return out
+
+
+def _alerts(doc: dict[str, Any], svc: services.Services, client: LogClient, env: dict[str, str],
+            args: argparse.Namespace) -> dict[str, Any]:
+    """The function on one key/value range (zone projected) without and with the alert rules, alternating."""
+    shape = Shape("kv", 7, zone=True)
+    dataset = fill_layout(client, PROJECT, shape, args.alert_records)
+    partials = services.make_topic(svc.bootstrap, f"bench-alert-partials-{uuid.uuid4().hex[:8]}", 1)
+    variants = {"without": {"PROJECTION_FIELDS": shape.projection_fields},
+                "with": {"PROJECTION_FIELDS": shape.projection_fields, "ALERT_RULES": str(ALERT_RULES),
+                         "ALERT_PARTIALS_TOPIC": partials}}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for rep in range(ALERT_REPS):
+        for name, variant in variants.items():
+            options = {"layout": shape.layout, "width": shape.width, "env": variant}
+            spec = Spec("at_least_once", svc.bootstrap, "", [], options=options)
+            runs[name].append(measure(doc, svc, client, env, args, f"alerts/{name}/{rep}", spec, dataset, True))
+    client.delete_logstore(PROJECT, dataset.logstore)
+    out: dict[str, Any] = {"records": dataset.records, "reps": ALERT_REPS, "rules": ALERT_RULES.name}
+    for name, results in runs.items():
+        out[name] = {key: statistics.median(r[key] for r in results)
+                     for key in ("records_per_second", "cpu_seconds_per_million")}
+        out[name]["load_average"] = [r["load_average"][0] for r in results]
+    out["throughput_drop"] = round(1 - out["with"]["records_per_second"] / out["without"]["records_per_second"], 3)
+    # Proof the rules were at work: the runs with them produced partial aggregates, those without none.
+    out["partial_records"] = count(svc.bootstrap, partials)
     return out
 
 
