@@ -1,0 +1,145 @@
+"""Pipeline health: invocations that failed after their retries, read from the SLS trigger's own log.
+
+A function deployed on the local cloud fails; its trigger retries each delivery `maxRetryTime` times and logs
+every attempt in its `logConfig` logstore, as FC's SLS trigger does. The evaluator reads that log through the SDK
+and alerts per function and shard; the expected count is taken from the trigger log independently."""
+
+import os
+import time
+
+import orjson
+import pytest
+
+from alerting.channel_config import FileChannel
+from alerting.evaluator import Evaluator, EvaluatorConfig
+from alerting.failures import TriggerLog
+from alerting.rules import RulesError, parse_rules
+from common.errors import ConfigError
+from tests.alerting.support import alert_stack
+from tests.devstack.fc.conftest import local_cloud  # noqa: F401  (the local cloud's fixture)
+from tests.devstack.fc.fc_support import small_function, wait_for, write_s_yaml
+from tests.pipeline_support import put_groups
+from tests.sls_fixtures import pull_range
+
+RULES = """\
+evaluator: {grace: 5s}
+rules:
+  - name: failed-invocations
+    type: failed_invocations
+    description: invocations failed after their retries
+    logstore: trigger-log
+    window: 20s
+    threshold: "> 0"
+    severity: critical
+"""
+
+# Fails while `always` exists; `once` makes the next attempt fail and then go away (its retry succeeds).
+FLAKY = """\
+import os
+
+def handler(event, context):
+    if os.path.exists({always!r}):
+        raise RuntimeError('no Kafka today')
+    if os.path.exists({once!r}):
+        os.remove({once!r})
+        raise RuntimeError('Kafka blinked')
+    return 'ok'
+"""
+
+
+def attempts(client, project):
+    """Every record of the trigger log with its time, read with the SDK apart from the code under test."""
+    records = []
+    for shard in client.list_shards(project, "trigger-log").get_shards_info():
+        sid = shard["shardID"]
+        begin = client.get_begin_cursor(project, "trigger-log", sid).get_cursor()
+        end = client.get_end_cursor(project, "trigger-log", sid).get_cursor()
+        for response in pull_range(client, project, "trigger-log", sid, begin, end):
+            records += response.get_flatten_logs_json()
+    return records
+
+
+def failed_tasks(records):
+    """taskId -> its attempts, for the deliveries none of whose attempts succeeded."""
+    tasks = {}
+    for r in records:
+        tasks.setdefault(r["taskId"], []).append(r)
+    return {t: rs for t, rs in tasks.items() if all(r["status"] == "failed" for r in rs)}
+
+
+def test_failed_invocations_fire_once_with_count_and_details_then_resolve(
+        local_cloud, kafka, topic_factory, tmp_path, function_env, sls_client, sls_project,  # noqa: F811
+        sls_proxy_env):
+    stack = alert_stack(RULES, kafka, topic_factory, tmp_path, function_env)
+    sls_client.create_logstore(sls_project, "src", ttl=1, shard_count=1)
+    sls_client.create_logstore(sls_project, "trigger-log", ttl=1, shard_count=1)
+    always, once = tmp_path / "always-fail", tmp_path / "fail-once"
+    always.touch()
+    trigger = {"triggerName": "t", "triggerType": "log", "sourceArn": f"acs:log:cn-hangzhou:1:project/{sls_project}",
+               "triggerConfig": {"enable": True, "sourceConfig": {"logstore": "src"},
+                                 "jobConfig": {"triggerInterval": 3, "maxRetryTime": 2},
+                                 "logConfig": {"project": sls_project, "logstore": "trigger-log"}}}
+    props = small_function(tmp_path / "flaky", FLAKY.format(always=str(always), once=str(once)), triggers=[trigger])
+    local_cloud.deploy(write_s_yaml(tmp_path / "s.yaml", {"flaky": props}), {})
+
+    rules = parse_rules(RULES)
+    source = TriggerLog(rules, {**os.environ, "SLS_ENDPOINT": sls_proxy_env, "SLS_PROJECT": sls_project})
+    config = EvaluatorConfig({"bootstrap.servers": kafka.bootstrap}, stack.partials, stack.state, stack.history)
+    evaluator = Evaluator(rules, config, {"file": FileChannel(stack.sent_path)}, stack.clock,
+                          read_failures=source.failures)
+    stack.clock.now = time.time()
+    evaluator.tick()  # windows from here on are judged
+
+    put_groups(sls_client, sls_project, "src", [[{"content": "{}"}]])
+    wait_for(lambda: len(failed_tasks(attempts(sls_client, sls_project))) >= 2, 20, "two failed deliveries")
+    once.touch()
+    always.unlink()
+    wait_for(lambda: any(r["status"] == "success" for r in attempts(sls_client, sls_project)), 20,
+             "a delivery that succeeds")
+    log = attempts(sls_client, sls_project)
+    failed = failed_tasks(log)
+    assert all(len(rs) == 3 for rs in failed.values())  # each failed after its two retries
+    assert any(r["status"] == "failed" for r in log if r["taskId"] not in failed)  # a retry that made it
+
+    end = max(int(r["__time__"]) for r in log)
+    while stack.clock.now < end + 2 * 20 + 5:
+        stack.clock.now += 10
+        evaluator.tick()
+    evaluator.close()
+    source.close()
+
+    firing, resolved = stack.sent()
+    assert (firing["transition"], resolved["transition"]) == ("firing", "resolved")
+    assert firing["labels"] == resolved["labels"] == {"function": "flaky", "shard": "0"}
+    in_window = {t: rs for t, rs in failed.items()
+                 if firing["window_start"] <= min(int(r["__time__"]) for r in rs) < firing["window_end"]}
+    assert firing["value"] == len(in_window) > 0
+    assert (firing["comparison"], firing["threshold"]) == (">", 0)
+    named = ("function", "shardId", "status", "attempt", "errorType", "errorMessage", "requestId")
+    last_attempts = {tuple(rs[-1][k] for k in named) for rs in in_window.values()}
+    details = [orjson.loads(s["record"]) for s in firing["samples"]]
+    assert len(details) == min(len(in_window), 5)
+    assert {tuple(d[k] for k in named) for d in details} <= last_attempts
+    assert ("flaky", "0", "failed", "2", "RuntimeError", "no Kafka today") in {d[:6] for d in last_attempts}
+    assert {(s["project"], s["logstore"]) for s in firing["samples"]} == {(sls_project, "trigger-log")}
+    assert resolved["value"] == 0
+    assert resolved["window_start"] >= firing["window_end"]
+
+
+def test_a_failed_invocations_rule_without_its_logstore_is_refused_naming_rule_key_and_line():
+    text = RULES.replace("    logstore: trigger-log\n", "")
+    with pytest.raises(RulesError, match=r"^<rules>:3: rule 'failed-invocations': key 'logstore': missing$"):
+        parse_rules(text)
+    with pytest.raises(RulesError, match=r"<rules>:10: rule 'failed-invocations' \(type failed_invocations\): "
+                                         r"unknown key 'field'"):
+        parse_rules(RULES + "    field: speed\n")
+
+
+def test_the_evaluator_refuses_a_failed_invocations_rule_it_cannot_read(kafka):
+    rules = parse_rules(RULES)
+    with pytest.raises(ConfigError, match=r"rule 'failed-invocations' watches the trigger's log, but the "
+                                          r"evaluator has no SLS to read it"):
+        Evaluator(rules, EvaluatorConfig({"bootstrap.servers": kafka.bootstrap}), {})
+    with pytest.raises(ConfigError, match=r"rule 'failed-invocations' reads the trigger's log in the function's "
+                                          r"SLS project \(or give its 'project'\): set SLS_ENDPOINT, SLS_PROJECT"):
+        TriggerLog(rules, {})
