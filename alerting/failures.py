@@ -2,7 +2,8 @@
 invocation attempt with `function`, `taskId`, `shardId`, `attempt`, `status`, `requestId`, `errorType` and
 `errorMessage` (as devstack/fc/trigger.py writes them). The attempts of one delivery share its `taskId`: it failed
 after its retries when none of them succeeded. The evaluator reads it with the function's SLS settings
-(SLS_ENDPOINT, SLS_PROJECT unless the rule names its `project`, credentials)."""
+(SLS_ENDPOINT, credentials) in the rule's `project` and `logstore`, by default SLS_PROJECT and
+SLS_TRIGGER_LOGSTORE, the variables s.yaml's trigger takes its `logConfig` from."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from alerting.rules import Rule, RuleSet
 from processor.sls.shards import Logstore
 
 PULL_COUNT = 1000
+DEFAULTS = ("SLS_PROJECT", "SLS_TRIGGER_LOGSTORE")  # of a rule's project and logstore
 
 
 @dataclass(frozen=True)
@@ -40,15 +42,19 @@ class Failure:
 
 class TriggerLog(SlsSource):
     def __init__(self, rules: RuleSet, env: Mapping[str, str] | None = None, context: Any = None) -> None:
-        unnamed = [r.name for r in rules.rules if r.trigger_log is not None and not r.trigger_log[0]]
-        why = (f"rule {unnamed[0]!r} reads the trigger's log in the function's SLS project (or give its 'project')"
-               if unnamed else "a failed_invocations rule reads the trigger's log in SLS")
-        super().__init__(env, context, ("SLS_ENDPOINT", "SLS_PROJECT") if unnamed else ("SLS_ENDPOINT",), why)
+        needs, why = ["SLS_ENDPOINT"], "a failed_invocations rule reads the trigger's log in SLS"
+        for rule in (r for r in rules.rules if r.trigger_log is not None):
+            for key, variable, given in zip(("project", "logstore"), DEFAULTS, rule.trigger_log, strict=True):
+                if not given and variable not in needs:
+                    needs.append(variable)
+                    why = f"rule {rule.name!r} gives no {key!r} of the trigger's log, so it reads {variable}"
+        super().__init__(env, context, tuple(needs), why)
+        self.logstore = self.env.get("SLS_TRIGGER_LOGSTORE", "").strip()
 
     def failures(self, rule: Rule, since: int, until: int) -> list[Failure]:
         """The failed deliveries among the attempts logged in [since, until) (by receive time)."""
         project, name = rule.trigger_log or ("", "")
-        project = project or self.project
+        project, name = project or self.project, name or self.logstore
         client = self.runtime.sls_client(self.endpoint, self.credentials)
         logstore = Logstore(client, project, name)
         tasks: dict[str, list[tuple[dict[str, str], Sample]]] = {}

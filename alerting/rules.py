@@ -70,7 +70,7 @@ class Rule:
     comparison: str = ">"
     threshold: float = 0.0
     after_seconds: int = 0
-    # failed_invocations: (project, logstore) of the trigger's log; project "" is the evaluator's SLS_PROJECT
+    # failed_invocations: (project, logstore) of the trigger's log; "": SLS_PROJECT, SLS_TRIGGER_LOGSTORE
     trigger_log: tuple[str, str] | None = None
 
     @property
@@ -186,7 +186,7 @@ def _rule(item: Any, source: str, channel_names: frozenset[str]) -> Rule:
                     repeat_seconds=w.duration("repeat", 4 * 3600), window_seconds=every, hop_seconds=every)
     if kind in MEASURED:
         every = w.duration("every", 60) if kind == "lag" else w.duration("window", 300)
-        trigger_log = (w.text("project") or "", _required_text(w, "logstore")) if kind != "lag" else None
+        trigger_log = (w.text("project") or "", w.text("logstore") or "") if kind != "lag" else None
         comparison, threshold = _threshold(w)
         return Rule(**common, comparison=comparison, threshold=threshold, window_seconds=every, hop_seconds=every,
                     repeat_seconds=w.duration("repeat", 4 * 3600), trigger_log=trigger_log)

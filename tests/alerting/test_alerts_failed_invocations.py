@@ -126,10 +126,10 @@ def test_failed_invocations_fire_once_with_count_and_details_then_resolve(
     assert resolved["window_start"] >= firing["window_end"]
 
 
-def test_a_failed_invocations_rule_without_its_logstore_is_refused_naming_rule_key_and_line():
-    text = RULES.replace("    logstore: trigger-log\n", "")
-    with pytest.raises(RulesError, match=r"^<rules>:3: rule 'failed-invocations': key 'logstore': missing$"):
-        parse_rules(text)
+def test_a_failed_invocations_rule_with_a_mistake_is_refused_naming_rule_key_and_line():
+    with pytest.raises(RulesError, match=r"^<rules>:7: rule 'failed-invocations': key 'window': expected a "
+                                         r"duration like 30s"):
+        parse_rules(RULES.replace("window: 20s", "window: soon"))
     with pytest.raises(RulesError, match=r"<rules>:10: rule 'failed-invocations' \(type failed_invocations\): "
                                          r"unknown key 'field'"):
         parse_rules(RULES + "    field: speed\n")
@@ -140,6 +140,10 @@ def test_the_evaluator_refuses_a_failed_invocations_rule_it_cannot_read(kafka):
     with pytest.raises(ConfigError, match=r"rule 'failed-invocations' watches the trigger's log, but the "
                                           r"evaluator has no SLS to read it"):
         Evaluator(rules, EvaluatorConfig({"bootstrap.servers": kafka.bootstrap}), {})
-    with pytest.raises(ConfigError, match=r"rule 'failed-invocations' reads the trigger's log in the function's "
-                                          r"SLS project \(or give its 'project'\): set SLS_ENDPOINT, SLS_PROJECT"):
+    with pytest.raises(ConfigError, match=r"^rule 'failed-invocations' gives no 'project' of the trigger's log, "
+                                          r"so it reads SLS_PROJECT: set SLS_ENDPOINT, SLS_PROJECT$"):
         TriggerLog(rules, {})
+    with pytest.raises(ConfigError, match=r"^rule 'failed-invocations' gives no 'logstore' of the trigger's log, "
+                                          r"so it reads SLS_TRIGGER_LOGSTORE: set SLS_ENDPOINT, SLS_PROJECT, "
+                                          r"SLS_TRIGGER_LOGSTORE$"):
+        TriggerLog(parse_rules(RULES.replace("    logstore: trigger-log\n", "")), {})
