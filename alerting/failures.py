@@ -15,11 +15,10 @@ import orjson
 
 from alerting.lag import SlsSource
 from alerting.notification import Sample
-from alerting.rules import Rule, RuleSet
+from alerting.rules import TRIGGER_LOG_DEFAULTS, Rule, RuleSet
 from processor.sls.shards import Logstore
 
 PULL_COUNT = 1000
-DEFAULTS = ("SLS_PROJECT", "SLS_TRIGGER_LOGSTORE")  # of a rule's project and logstore
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,8 @@ class TriggerLog(SlsSource):
     def __init__(self, rules: RuleSet, env: Mapping[str, str] | None = None, context: Any = None) -> None:
         needs, why = ["SLS_ENDPOINT"], "a failed_invocations rule reads the trigger's log in SLS"
         for rule in (r for r in rules.rules if r.trigger_log is not None):
-            for key, variable, given in zip(("project", "logstore"), DEFAULTS, rule.trigger_log, strict=True):
+            keys = zip(("project", "logstore"), TRIGGER_LOG_DEFAULTS, rule.trigger_log, strict=True)
+            for key, variable, given in keys:
                 if not given and variable not in needs:
                     needs.append(variable)
                     why = f"rule {rule.name!r} gives no {key!r} of the trigger's log, so it reads {variable}"

@@ -27,6 +27,7 @@ __all__ = ["Rule", "RuleSet", "RulesError", "load_rules", "parse_rules"]
 
 KINDS = ("record", "window", "absence", "lag", "failed_invocations")
 MEASURED = ("lag", "failed_invocations")  # the evaluator reads these from SLS; the function computes nothing
+TRIGGER_LOG_DEFAULTS = ("SLS_PROJECT", "SLS_TRIGGER_LOGSTORE")  # a failed_invocations rule's project, logstore
 SEVERITIES = ("info", "warning", "critical")
 # And pNN, a percentile. dead_letter_rate: the percentage of the logs read that went to the dead-letter topic.
 AGGREGATES = ("count", "sum", "avg", "min", "max", "distinct", "dead_letter_rate")
@@ -70,7 +71,7 @@ class Rule:
     comparison: str = ">"
     threshold: float = 0.0
     after_seconds: int = 0
-    # failed_invocations: (project, logstore) of the trigger's log; "": SLS_PROJECT, SLS_TRIGGER_LOGSTORE
+    # failed_invocations: (project, logstore) of the trigger's log; "": TRIGGER_LOG_DEFAULTS
     trigger_log: tuple[str, str] | None = None
 
     @property

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from alerting.rules import RuleSet, load_rules
+from alerting.rules import TRIGGER_LOG_DEFAULTS, RuleSet, load_rules
 from processor.commands.common import (
     EnvDefault,
     access_from_args,
@@ -98,7 +98,8 @@ def describe(rules: RuleSet) -> str:
         elif r.kind == "lag":
             what = f"lag per shard {r.comparison} {r.threshold:g} s, every {r.hop_seconds} s"
         elif r.trigger_log is not None:
-            where = "/".join(p for p in r.trigger_log if p)
+            where = "/".join(given or f"${name}" for given, name in zip(r.trigger_log, TRIGGER_LOG_DEFAULTS,
+                                                                          strict=True))
             what = (f"failed invocations per function and shard in {where} over {r.window_seconds} s "
                     f"{r.comparison} {r.threshold:g}")
         else:

@@ -15,6 +15,7 @@ from alerting.evaluator import Evaluator, EvaluatorConfig
 from alerting.failures import TriggerLog
 from alerting.rules import RulesError, parse_rules
 from common.errors import ConfigError
+from processor.cli import main
 from tests.alerting.support import alert_stack
 from tests.devstack.fc.conftest import local_cloud  # noqa: F401  (the local cloud's fixture)
 from tests.devstack.fc.fc_support import small_function, wait_for, write_s_yaml
@@ -133,6 +134,14 @@ def test_a_failed_invocations_rule_with_a_mistake_is_refused_naming_rule_key_and
     with pytest.raises(RulesError, match=r"<rules>:10: rule 'failed-invocations' \(type failed_invocations\): "
                                          r"unknown key 'field'"):
         parse_rules(RULES + "    field: speed\n")
+
+
+def test_alerts_check_describes_where_the_rule_reads(tmp_path, capsys):
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES.replace("    logstore: trigger-log\n", ""))
+    assert main(["alerts", "check", str(path)]) == 0
+    assert ("failed-invocations [failed_invocations, critical]: failed invocations per function and shard in "
+            "$SLS_PROJECT/$SLS_TRIGGER_LOGSTORE over 20 s > 0") in capsys.readouterr().out
 
 
 def test_the_evaluator_refuses_a_failed_invocations_rule_it_cannot_read(kafka):
