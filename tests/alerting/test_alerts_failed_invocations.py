@@ -34,15 +34,17 @@ rules:
     severity: critical
 """
 
-# Fails while `always` exists; `once` makes the next attempt fail and then go away (its retry succeeds).
+# Fails while `always` exists; after that each delivery's first attempt fails and its retry succeeds.
 FLAKY = """\
+import json
 import os
 
 def handler(event, context):
     if os.path.exists({always!r}):
         raise RuntimeError('no Kafka today')
-    if os.path.exists({once!r}):
-        os.remove({once!r})
+    seen = os.path.join({seen!r}, json.loads(event)['taskId'])
+    if not os.path.exists(seen):
+        open(seen, 'w').close()
         raise RuntimeError('Kafka blinked')
     return 'ok'
 """
@@ -74,13 +76,14 @@ def test_failed_invocations_fire_once_with_count_and_details_then_resolve(
     stack = alert_stack(RULES, kafka, topic_factory, tmp_path, function_env)
     sls_client.create_logstore(sls_project, "src", ttl=1, shard_count=1)
     sls_client.create_logstore(sls_project, "trigger-log", ttl=1, shard_count=1)
-    always, once = tmp_path / "always-fail", tmp_path / "fail-once"
+    always, seen = tmp_path / "always-fail", tmp_path / "seen"
     always.touch()
+    seen.mkdir()
     trigger = {"triggerName": "t", "triggerType": "log", "sourceArn": f"acs:log:cn-hangzhou:1:project/{sls_project}",
                "triggerConfig": {"enable": True, "sourceConfig": {"logstore": "src"},
                                  "jobConfig": {"triggerInterval": 3, "maxRetryTime": 2},
                                  "logConfig": {"project": sls_project, "logstore": "trigger-log"}}}
-    props = small_function(tmp_path / "flaky", FLAKY.format(always=str(always), once=str(once)), triggers=[trigger])
+    props = small_function(tmp_path / "flaky", FLAKY.format(always=str(always), seen=str(seen)), triggers=[trigger])
     local_cloud.deploy(write_s_yaml(tmp_path / "s.yaml", {"flaky": props}), {})
 
     rules = parse_rules(RULES)
@@ -93,7 +96,6 @@ def test_failed_invocations_fire_once_with_count_and_details_then_resolve(
 
     put_groups(sls_client, sls_project, "src", [[{"content": "{}"}]])
     wait_for(lambda: len(failed_tasks(attempts(sls_client, sls_project))) >= 2, 20, "two failed deliveries")
-    once.touch()
     always.unlink()
     wait_for(lambda: any(r["status"] == "success" for r in attempts(sls_client, sls_project)), 20,
              "a delivery that succeeds")
