@@ -9,6 +9,7 @@ import time
 
 import orjson
 import pytest
+from aliyun.log import LogItem, PutLogsRequest
 
 from alerting.channel_config import FileChannel
 from alerting.evaluator import Evaluator, EvaluatorConfig
@@ -127,6 +128,48 @@ def test_failed_invocations_fire_once_with_count_and_details_then_resolve(
     assert {(s["project"], s["logstore"]) for s in firing["samples"]} == {(sls_project, "trigger-log")}
     assert resolved["value"] == 0
     assert resolved["window_start"] >= firing["window_end"]
+
+
+def log_attempt(client, project, clock, at, task, shard, attempt, status):
+    """One record of the trigger's log as devstack/fc/trigger.py writes it, received at `at`."""
+    clock.now = at
+    fields = {"trigger": "t", "function": "flaky", "jobName": "job", "taskId": task, "shardId": str(shard),
+              "beginCursor": "MA==", "endCursor": "MQ==", "attempt": str(attempt), "status": status,
+              "requestId": f"{task}-{attempt}", "instanceId": "i", "latencyMs": "3",
+              "errorType": "" if status == "success" else "RuntimeError",
+              "errorMessage": "" if status == "success" else "no Kafka today"}
+    client.put_logs(PutLogsRequest(project, "trigger-log", "fc_trigger", "fc-local",
+                                   [LogItem(at, list(fields.items()))]))
+
+
+def test_a_delivery_is_judged_whole_in_the_window_of_its_first_attempt(kafka, topic_factory, tmp_path, function_env,
+                                                                       sls_client, sls_project, sls_proxy_env,
+                                                                       sls_clock):
+    stack = alert_stack(RULES, kafka, topic_factory, tmp_path, function_env)
+    sls_client.create_logstore(sls_project, "trigger-log", ttl=1, shard_count=1)
+    t0 = int(sls_clock.now) - int(sls_clock.now) % 20 + 20
+    log_attempt(sls_client, sls_project, sls_clock, t0 + 2, "a", 0, 0, "failed")
+    log_attempt(sls_client, sls_project, sls_clock, t0 + 2, "a", 0, 1, "failed")
+    log_attempt(sls_client, sls_project, sls_clock, t0 + 19, "b", 0, 0, "failed")  # retried after the window:
+    log_attempt(sls_client, sls_project, sls_clock, t0 + 19, "c", 1, 0, "failed")
+    log_attempt(sls_client, sls_project, sls_clock, t0 + 21, "b", 0, 1, "success")  # succeeds: not counted
+    log_attempt(sls_client, sls_project, sls_clock, t0 + 21, "c", 1, 1, "failed")  # fails: counted once, at t0+19
+    rules = parse_rules(RULES)
+    source = TriggerLog(rules, {**os.environ, "SLS_ENDPOINT": sls_proxy_env, "SLS_PROJECT": sls_project})
+    config = EvaluatorConfig({"bootstrap.servers": kafka.bootstrap}, stack.partials, stack.state, stack.history)
+    evaluator = Evaluator(rules, config, {"file": FileChannel(stack.sent_path)}, stack.clock,
+                          read_failures=source.failures)
+    stack.clock.now = t0 - 1
+    evaluator.tick()
+    stack.clock.now = t0 + 60
+    evaluator.tick()
+    evaluator.close()
+    source.close()
+
+    sent = [(n["transition"], n["labels"]["shard"], n["value"], n["window_start"],
+             [orjson.loads(s["record"])["requestId"] for s in n["samples"]]) for n in stack.sent()]
+    assert sent == [("firing", "0", 1, t0, ["a-1"]), ("firing", "1", 1, t0, ["c-1"]),
+                    ("resolved", "0", 0, t0 + 20, []), ("resolved", "1", 0, t0 + 20, [])]
 
 
 def test_a_failed_invocations_rule_with_a_mistake_is_refused_naming_rule_key_and_line():
