@@ -23,14 +23,12 @@ PULL_COUNT = 1000
 
 @dataclass(frozen=True)
 class Failure:
-    """A delivery that failed after its retries: its last attempt, with where that record is in the trigger log."""
+    """A delivery that failed after its retries. `sample`: its last attempt's record (error, request id), with
+    where it is in the trigger log."""
 
     function: str
     shard: str
     first_attempt: int  # unix seconds: the delivery belongs to the window holding it
-    attempts: int
-    request_id: str
-    error: str
     sample: Sample
 
     @property
@@ -77,9 +75,7 @@ class TriggerLog(SlsSource):
 
 def _failure(attempts: list[tuple[dict[str, str], Sample]]) -> Failure:
     last, sample = max(attempts, key=lambda a: int(a[0].get("attempt") or 0))
-    error = ": ".join(part for part in (last.get("errorType"), last.get("errorMessage")) if part)
-    return Failure(last.get("function", ""), last.get("shardId", ""), min(s.event_time for _, s in attempts),
-                   len(attempts), last.get("requestId", ""), error, sample)
+    return Failure(last.get("function", ""), last.get("shardId", ""), min(s.event_time for _, s in attempts), sample)
 
 
 def trigger_log(rules: RuleSet, env: Mapping[str, str] | None = None, context: Any = None) -> TriggerLog | None:
