@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from alerting.aggregates import value_of
-from alerting.keyed import absence, lag, record_digest
+from alerting.keyed import ReadFailures, absence, failed_invocations, lag, record_digest
 from alerting.notification import Transition
 from alerting.partials import PartialIndex
 from alerting.rules import Rule
@@ -22,11 +22,14 @@ class RuleEngine:
         self.rule, self.grace, self.late_horizon = rule, grace, late_horizon
 
     def evaluate(self, state: RuleState, index: PartialIndex, now: float,
-                 measured: Mapping[str, float] | None = None) -> Outcome:
-        """`measured`: what lag rules compare, per group (shard)."""
+                 measured: Mapping[str, float] | None = None, read_failures: ReadFailures | None = None) -> Outcome:
+        """`measured`: what lag rules compare, per group (shard); `read_failures`: the trigger log's failed
+        deliveries, for failed_invocations rules (without it, as in a backtest, they judge nothing)."""
         rule, out = self.rule, Outcome()
         if rule.kind == "lag":
             lag(Context(rule, state, index, {}, now, out), measured or {})
+            return out
+        if rule.kind == "failed_invocations" and read_failures is None:
             return out
         watermark = int(now) - self.grace
         if not state.closed_until:
@@ -44,6 +47,8 @@ class RuleEngine:
                 _close_window(ctx, end)
         elif rule.kind == "record":
             record_digest(ctx, list(ends))
+        elif rule.kind == "failed_invocations" and read_failures is not None:
+            failed_invocations(ctx, list(ends), read_failures, self.grace)
         else:
             absence(ctx, watermark)
         if ends:

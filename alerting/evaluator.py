@@ -18,6 +18,7 @@ from typing import Any
 
 from alerting.channel_config import targets
 from alerting.engine import RuleEngine
+from alerting.keyed import ReadFailures
 from alerting.notification import Channel
 from alerting.outbox import SENT, claimed, due, from_json, new_entry, send, settled
 from alerting.partials import PartialIndex
@@ -78,13 +79,17 @@ class TickReport:
 class Evaluator:
     def __init__(self, rules: RuleSet, config: EvaluatorConfig, channels: Mapping[str, Channel],
                  clock: Callable[[], float] = time.time,
-                 measure_lag: Callable[[], Mapping[str, float]] | None = None) -> None:
+                 measure_lag: Callable[[], Mapping[str, float]] | None = None,
+                 read_failures: ReadFailures | None = None) -> None:
         self.rules, self.config, self.channels, self.clock = rules, config, dict(channels), clock
-        lag_rules = [r.name for r in rules.rules if r.kind == "lag"]
-        if lag_rules and measure_lag is None:
-            msg = f"{rules.source}: rule {lag_rules[0]!r} watches the lag, but the evaluator has no SLS to measure it"
-            raise ConfigError(msg)
-        self.measure_lag = measure_lag if lag_rules else None
+        for kind, given, watches in (("lag", measure_lag, "the lag"),
+                                     ("failed_invocations", read_failures, "the trigger's log")):
+            named = [r.name for r in rules.rules if r.kind == kind]
+            if named and given is None:
+                msg = f"{rules.source}: rule {named[0]!r} watches {watches}, but the evaluator has no SLS to read it"
+                raise ConfigError(msg)
+        self.measure_lag = measure_lag if any(r.kind == "lag" for r in rules.rules) else None
+        self.read_failures = read_failures
         self.engines = [RuleEngine(r, rules.grace_seconds, rules.late_horizon_seconds) for r in rules.rules]
         self.store = AlertStore(config.client_config, config.state_topic, config.history_topic)
         loaded = self.store.load()
@@ -116,7 +121,7 @@ class Evaluator:
         measured = self.measure_lag() if self.measure_lag else None
         for engine in self.engines:
             state = self.states[engine.rule.name]
-            outcome = engine.evaluate(state, index, now, measured)
+            outcome = engine.evaluate(state, index, now, measured, self.read_failures)
             records.append((self.config.state_topic, RULE_KEY + engine.rule.name, state.to_json()))
             for event in outcome.events:
                 records.append((history, engine.rule.name, {"at": now, **event}))

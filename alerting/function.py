@@ -14,6 +14,7 @@ from typing import Any
 
 from alerting.channel_config import evaluator_channels
 from alerting.evaluator import Evaluator, EvaluatorConfig
+from alerting.failures import TriggerLog, trigger_log
 from alerting.lag import LagSource, lag_source
 from alerting.rules import load_rules
 from common.errors import ConfigError, SinkError
@@ -23,6 +24,7 @@ log = logging.getLogger("alerting")
 
 _evaluator: Evaluator | None = None
 _lag: LagSource | None = None
+_trigger_log: TriggerLog | None = None
 
 
 def initialize(context: Any = None) -> Evaluator:
@@ -34,10 +36,12 @@ def initialize(context: Any = None) -> Evaluator:
         raise ConfigError(msg)
     rules = load_rules(env["ALERT_RULES"].strip())
     channels = evaluator_channels(rules, env.get("ALERT_CHANNEL", "").strip() or None, env)
-    global _lag
+    global _lag, _trigger_log
     _lag = lag_source(rules, env, context)
+    _trigger_log = trigger_log(rules, env, context)
     _evaluator = Evaluator(rules, EvaluatorConfig.from_env(env), channels,
-                           measure_lag=_lag.measure if _lag else None)
+                           measure_lag=_lag.measure if _lag else None,
+                           read_failures=_trigger_log.failures if _trigger_log else None)
     return _evaluator
 
 
@@ -45,8 +49,10 @@ def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
     """One evaluation; returns what it did. Raises (FC logs it, the next tick retries) when Kafka failed."""
     global _evaluator
     evaluator = _evaluator or initialize(context)
-    if _lag is not None and getattr(context, "credentials", None) is not None:
-        _lag.credentials = resolve_credentials(context, os.environ)
+    if getattr(context, "credentials", None) is not None:
+        for source in (_lag, _trigger_log):
+            if source is not None:
+                source.credentials = resolve_credentials(context, os.environ)
     try:
         return asdict(evaluator.tick())
     except SinkError:

@@ -1,13 +1,18 @@
 """Rules judged per key rather than per window: a digest of the keys a record rule matched, absence of keys,
-and the lag of each shard."""
+the lag of each shard, and the failed invocations of each function and shard."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from alerting.notification import GroupValue, Transition
+from alerting.rules import Rule
 from alerting.state import FIRING, INACTIVE
 from alerting.transitions import Context, breaches, step
+
+if TYPE_CHECKING:  # the SLS reader's imports stay out of the engine's (backtests read no trigger log)
+    from alerting.failures import Failure
 
 
 def record_digest(ctx: Context, ends: list[int]) -> None:
@@ -53,6 +58,32 @@ def lag(ctx: Context, measured: Mapping[str, float]) -> None:
         value = measured.get(group)
         step(ctx, group, tick, tick + rule.hop_seconds, value, breaches(rule, value))
     state.groups = {g: s for g, s in state.groups.items() if s.status != INACTIVE}
+
+
+ReadFailures = Callable[[Rule, int, int], "list[Failure]"]
+FAILURE_SAMPLES = 5  # a few failures, newest first, named in a notification
+
+
+def failed_invocations(ctx: Context, ends: list[int], read: ReadFailures, settle: int) -> None:
+    """Each closed window through the state machine per function/shard: the deliveries whose first attempt is in
+    it and that failed after their retries. Attempts are read `settle` beyond both ends, so a delivery whose
+    retries straddle a boundary is judged whole, in the window of its first attempt."""
+    rule, state = ctx.rule, ctx.state
+    for end in ends:
+        start = end - rule.window_seconds
+        found: dict[str, list[Failure]] = {}
+        for failure in read(rule, start - settle, end + settle):
+            if start <= failure.first_attempt < end:
+                found.setdefault(failure.group, []).append(failure)
+        active = {g for g, s in state.groups.items() if s.status != INACTIVE}
+        decided = state.decided.setdefault(end, {})
+        for group in sorted(set(found) | active):
+            failures = sorted(found.get(group, []), key=lambda f: -f.first_attempt)
+            value = float(len(failures))
+            decided[group] = [value, len(failures), breaches(rule, value)]
+            step(ctx, group, start, end, value, decided[group][2],
+                 tuple(f.sample for f in failures[:FAILURE_SAMPLES]))
+        state.groups = {g: s for g, s in state.groups.items() if s.status != INACTIVE}
 
 
 def absence(ctx: Context, watermark: int) -> None:

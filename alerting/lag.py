@@ -19,20 +19,33 @@ from processor.runtime import Runtime
 from processor.sls.shards import Logstore
 
 
-class LagSource:
-    """`credentials` may be replaced per invocation (FC hands a role's fresh STS token in each context)."""
+class SlsSource:
+    """The evaluator's SLS access, with the function's settings (`needs`: the variables it cannot do without).
 
-    def __init__(self, env: Mapping[str, str] | None = None, context: Any = None) -> None:
+    `credentials` may be replaced per invocation (FC hands a role's fresh STS token in each context)."""
+
+    def __init__(self, env: Mapping[str, str] | None, context: Any, needs: tuple[str, ...], why: str) -> None:
         env = os.environ if env is None else env
-        missing = [n for n in ("SLS_ENDPOINT", "SLS_PROJECT", "SLS_LOGSTORE") if not env.get(n, "").strip()]
+        missing = [n for n in needs if not env.get(n, "").strip()]
         if missing:
-            msg = f"a lag rule needs the logstore the function reads: set {', '.join(missing)}"
+            msg = f"{why}: set {', '.join(missing)}"
             raise ConfigError(msg)
-        self.endpoint, self.project, self.logstore = (env[n].strip() for n in ("SLS_ENDPOINT", "SLS_PROJECT",
-                                                                               "SLS_LOGSTORE"))
+        self.env = env
+        self.endpoint = env["SLS_ENDPOINT"].strip()
+        self.project = env.get("SLS_PROJECT", "").strip()
         self.credentials = resolve_credentials(context, env)
         # Only the SLS client and the checkpoint reader are used: no alert observer for this runtime.
         self.runtime = Runtime(settings_without_kafka({k: v for k, v in env.items() if k != "ALERT_RULES"}))
+
+    def close(self) -> None:
+        self.runtime.close(0)
+
+
+class LagSource(SlsSource):
+    def __init__(self, env: Mapping[str, str] | None = None, context: Any = None) -> None:
+        super().__init__(env, context, ("SLS_ENDPOINT", "SLS_PROJECT", "SLS_LOGSTORE"),
+                         "a lag rule needs the logstore the function reads")
+        self.logstore = self.env["SLS_LOGSTORE"].strip()
 
     def measure(self) -> dict[str, float]:
         """Lag in seconds per shard id; a shard without a checkpoint yet is left out."""
@@ -48,9 +61,6 @@ class LagSource:
             if row["lag_seconds"] is not None:
                 lags[str(shard.shard)] = float(row["lag_seconds"])
         return lags
-
-    def close(self) -> None:
-        self.runtime.close(0)
 
 
 def lag_source(rules: RuleSet, env: Mapping[str, str] | None = None, context: Any = None) -> LagSource | None:

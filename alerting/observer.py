@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from alerting.aggregates import Agg, bucket
-from alerting.rules import Rule, RuleSet
+from alerting.rules import MEASURED, Rule, RuleSet
 from common.cursors import cursor_position
 from processor.delivery.observers import Emit, ProjectedGroup, ProjectedPage
 
@@ -44,8 +44,8 @@ class AlertObserver:
     def __init__(self, rules: RuleSet, topic: str) -> None:
         self.rules = rules
         self.topic = topic
-        # Lag rules are measured by the evaluator, from SLS and the checkpoints: nothing to compute here.
-        self._rules = [rule for rule in rules.rules if rule.kind != "lag"]
+        # Lag and failed invocations are measured by the evaluator, from SLS: nothing to compute here.
+        self._rules = [rule for rule in rules.rules if rule.kind not in MEASURED]
         self._steps = [(rule.name, _group_step(rule), rule.condition.text if rule.condition else None)
                        for rule in self._rules if rule.aggregate != "dead_letter_rate"]
         self._dead_letter_rules = [r for r in self._rules if r.aggregate == "dead_letter_rate"]

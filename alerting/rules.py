@@ -6,7 +6,9 @@ Three kinds of rule:
   * `window`: an aggregate (count, sum, avg, min, max, pNN, distinct) over event-time windows across all shards,
     with an optional filter and group-by, tumbling (`window`) or hopping (`window` + `hop`);
   * `absence`: nothing (matching `filter`) from a key, or from the whole logstore, for `after`;
-  * `lag`: per shard, how far the function's checkpoint is behind the newest data, in seconds (`sls-kafka lag`).
+  * `lag`: per shard, how far the function's checkpoint is behind the newest data, in seconds (`sls-kafka lag`);
+  * `failed_invocations`: per function and shard, the invocations that failed after their retries, in the SLS
+    trigger's own log (its `logConfig` logstore), over tumbling wall-clock windows.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from alerting.yaml_lines import Located, load_located
 
 __all__ = ["Rule", "RuleSet", "RulesError", "load_rules", "parse_rules"]
 
-KINDS = ("record", "window", "absence", "lag")
+KINDS = ("record", "window", "absence", "lag", "failed_invocations")
+MEASURED = ("lag", "failed_invocations")  # the evaluator reads these from SLS; the function computes nothing
+TRIGGER_LOG_DEFAULTS = ("SLS_PROJECT", "SLS_TRIGGER_LOGSTORE")  # a failed_invocations rule's project, logstore
 SEVERITIES = ("info", "warning", "critical")
 # And pNN, a percentile. dead_letter_rate: the percentage of the logs read that went to the dead-letter topic.
 AGGREGATES = ("count", "sum", "avg", "min", "max", "distinct", "dead_letter_rate")
@@ -40,6 +44,7 @@ KIND_KEYS = {
     "window": {"aggregate", "field", "filter", "group_by", "window", "hop", "threshold"},
     "absence": {"key", "filter", "after", "every"},
     "lag": {"threshold", "every"},
+    "failed_invocations": {"project", "logstore", "window", "threshold"},
 }
 
 
@@ -66,6 +71,8 @@ class Rule:
     comparison: str = ">"
     threshold: float = 0.0
     after_seconds: int = 0
+    # failed_invocations: (project, logstore) of the trigger's log; "": TRIGGER_LOG_DEFAULTS
+    trigger_log: tuple[str, str] | None = None
 
     @property
     def fields(self) -> frozenset[str]:
@@ -178,11 +185,12 @@ def _rule(item: Any, source: str, channel_names: frozenset[str]) -> Rule:
         every = w.duration("every", 60)
         return Rule(**common, condition=w.condition("filter"), key=w.text("key"), after_seconds=after,
                     repeat_seconds=w.duration("repeat", 4 * 3600), window_seconds=every, hop_seconds=every)
-    if kind == "lag":
-        every = w.duration("every", 60)
+    if kind in MEASURED:
+        every = w.duration("every", 60) if kind == "lag" else w.duration("window", 300)
+        trigger_log = (w.text("project") or "", w.text("logstore") or "") if kind != "lag" else None
         comparison, threshold = _threshold(w)
         return Rule(**common, comparison=comparison, threshold=threshold, window_seconds=every, hop_seconds=every,
-                    repeat_seconds=w.duration("repeat", 4 * 3600))
+                    repeat_seconds=w.duration("repeat", 4 * 3600), trigger_log=trigger_log)
     return _window_rule(w, common)
 
 

@@ -44,18 +44,21 @@ class Context:
         return {g for s in range(end - r.window_seconds, end, r.hop_seconds) for g in self.panes.get(s, {})}
 
     def notify(self, transition: Transition, group: str, start: int, end: int, value: float | None,
-               groups: tuple[GroupValue, ...] = (), extra: str = "", firing_id: str | None = None) -> None:
+               groups: tuple[GroupValue, ...] = (), extra: str = "", firing_id: str | None = None,
+               samples: tuple[Sample, ...] | None = None) -> None:
+        """`samples`: the records behind the transition when they are not in the partials (failed invocations)."""
         r = self.rule
         history = [(e - r.window_seconds, d[group][0]) for e, d in sorted(self.state.decided.items())
                    if group in d and d[group][0] is not None][-HISTORY_WINDOWS:]
-        samples = [Sample(s["record"].encode(), stream[0], stream[1], stream[2], s["cursor"], s["time"])
-                   for stream, s in self.index.samples(r.name, start, end, group or None)]
+        if samples is None:
+            samples = tuple(Sample(s["record"].encode(), stream[0], stream[1], stream[2], s["cursor"], s["time"])
+                            for stream, s in self.index.samples(r.name, start, end, group or None))
         n = Notification(
             id=notification_id(r.name, transition, group, start, extra), rule=r.name, severity=r.severity,
             transition=transition, description=r.description or r.name, value=value,
-            threshold=r.threshold if r.kind == "window" else None, comparison=_comparison(r), window_start=start,
-            window_end=end,
-            groups=groups, history=tuple(history), samples=tuple(samples),
+            threshold=r.threshold if r.kind in ("window", "failed_invocations") else None, comparison=_comparison(r),
+            window_start=start, window_end=end,
+            groups=groups, history=tuple(history), samples=samples,
             labels={**r.labels, **_group_label(r, group)},
             firing_id=firing_id)
         silenced = self.now < r.silence_until
@@ -67,9 +70,12 @@ class Context:
 
 
 def _group_label(rule: Rule, group: str) -> dict[str, str]:
-    """Which group a window or lag alert is about (a digest lists its groups instead)."""
+    """Which group a window, lag or failed-invocations alert is about (a digest lists its groups instead)."""
     if rule.kind == "lag":
         return {"shard": group}
+    if rule.kind == "failed_invocations":
+        function, _, shard = group.rpartition("/")
+        return {"function": function, "shard": shard}
     return {rule.key: group} if rule.key and group and rule.kind == "window" else {}
 
 
@@ -80,7 +86,7 @@ def _firing_id(rule: Rule, group: str, since: int) -> str:
 
 def _comparison(rule: Rule) -> str:
     """What the value is compared with: the threshold's operator, or what a record or absence rule tests."""
-    if rule.kind == "window":
+    if rule.kind in ("window", "failed_invocations"):
         return rule.comparison
     if rule.kind == "absence":
         return "absent"
@@ -91,17 +97,19 @@ def breaches(rule: Rule, value: float | None) -> bool:
     return value is not None and _COMPARE[rule.comparison](value, rule.threshold)
 
 
-def step(ctx: Context, group: str, start: int, end: int, value: float | None, breach: bool) -> None:
+def step(ctx: Context, group: str, start: int, end: int, value: float | None, breach: bool,
+         samples: tuple[Sample, ...] | None = None) -> None:
     rule, g = ctx.rule, ctx.state.group(group)
     if breach:
         g.breaches, g.clears = g.breaches + 1, 0
         if g.status == FIRING:
             if ctx.now - g.last_sent >= rule.repeat_seconds:
                 g.last_sent = ctx.now
-                ctx.notify(Transition.REPEAT, group, start, end, value, firing_id=_firing_id(rule, group, g.since))
+                ctx.notify(Transition.REPEAT, group, start, end, value, firing_id=_firing_id(rule, group, g.since),
+                           samples=samples)
         elif g.breaches >= rule.for_windows:
             g.status, g.since, g.last_sent = FIRING, start, ctx.now
-            ctx.notify(Transition.FIRING, group, start, end, value)
+            ctx.notify(Transition.FIRING, group, start, end, value, samples=samples)
         else:
             g.status = PENDING
         return
@@ -112,6 +120,6 @@ def step(ctx: Context, group: str, start: int, end: int, value: float | None, br
             g.status, g.clears = INACTIVE, 0
             if rule.send_resolved:
                 ctx.notify(Transition.RESOLVED, group, start, end, value, extra=str(g.since),
-                           firing_id=_firing_id(rule, group, g.since))
+                           firing_id=_firing_id(rule, group, g.since), samples=samples)
     else:
         g.status = INACTIVE

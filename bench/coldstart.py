@@ -5,6 +5,10 @@ from outside (interpreter start and exit included). Runs with the bytecode cache
 (a fresh PYTHONPYCACHEPREFIX: every module compiled from source, the worst case for a package without .pyc).
 One more warm run under `-X importtime` says where the import goes: each module's own time, summed by top-level
 package (the standard library's together).
+
+With an event, each run then invokes the handler once on it (a small range, into a checkpoint directory of its
+own): the first invocation imports what `initialize` did not need (the SLS SDK, the delivery loop), so its
+latency shows what the start left for later.
 """
 
 from __future__ import annotations
@@ -18,19 +22,25 @@ import time
 from typing import Any
 
 _SNIPPET = """
-import json, time
+import json, os, time
 t0 = time.perf_counter()
 import processor.handler as handler
 t1 = time.perf_counter()
 handler.initialize(None)
 t2 = time.perf_counter()
-print(json.dumps({"import_ms": (t1 - t0) * 1000, "initialize_ms": (t2 - t1) * 1000}))
+times = {"import_ms": (t1 - t0) * 1000, "initialize_ms": (t2 - t1) * 1000}
+if os.environ.get("BENCH_COLD_EVENT"):
+    handler.handler(os.environ["BENCH_COLD_EVENT"], None)
+    times["first_invocation_ms"] = (time.perf_counter() - t2) * 1000
+print(json.dumps(times))
 """
 
 
 def _once(env: dict[str, str]) -> dict[str, float]:
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", _SNIPPET], env=env, capture_output=True, text=True, check=True)
+    with tempfile.TemporaryDirectory(prefix="bench-cold-checkpoints-") as checkpoints:
+        out = subprocess.run([sys.executable, "-c", _SNIPPET], env={**env, "CHECKPOINT_DIR": checkpoints},
+                             capture_output=True, text=True, check=True)
     inside = json.loads(out.stdout.strip().splitlines()[-1])
     return {**inside, "total_ms": inside["import_ms"] + inside["initialize_ms"],
             "process_ms": (time.perf_counter() - started) * 1000}
@@ -64,8 +74,11 @@ def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: round(statistics.median(r[k] for r in runs), 1) for k in runs[0]}
 
 
-def measure(env: dict[str, str], runs: int = 7) -> dict[str, Any]:
-    """Medians over `runs` fresh interpreters (after one warm-up), and over a few with no bytecode cache."""
+def measure(env: dict[str, str], runs: int = 7, event: str | None = None) -> dict[str, Any]:
+    """Medians over `runs` fresh interpreters (after one warm-up), and over a few with no bytecode cache; with
+    `event`, each also times a first invocation on it."""
+    if event is not None:
+        env = {**env, "BENCH_COLD_EVENT": event}
     # Bytecode in a cache of its own, written by the warm-up: an environment with PYTHONDONTWRITEBYTECODE would
     # otherwise measure the project's modules compiled from source at every "warm" start.
     env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}

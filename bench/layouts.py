@@ -66,10 +66,11 @@ class Shape:
 
     layout: str
     width: int
+    zone: bool = False  # the projection keeps `zone` too (the alert rules group by it)
 
     @property
     def name(self) -> str:
-        return f"{self.layout}-{self.width}"
+        return f"{self.layout}-{self.width}" + ("+zone" if self.zone else "")
 
     @property
     def record(self) -> Callable[[random.Random, int], dict[str, Any]]:
@@ -83,6 +84,8 @@ class Shape:
             kept += (("driver", "driver", str),)
         if self.layout == "tags":
             kept += (("__tag__:__hostname__", "host", str),)
+        if self.zone:
+            kept += (("zone", "zone", str),)
         return kept
 
     @property

@@ -19,6 +19,7 @@ TARGETS = {
     "cold_start_ms": (250, "<="),
     "small_3000_at_least_once_p50_ms": (25, "<="),
     "small_3000_exactly_once_vs_at_least_once_p50": (2, "<="),
+    "alerts_throughput_drop": (0.10, "<="),
 }
 
 _ROWS = (
@@ -75,6 +76,7 @@ def targets(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "range_peak_rss_mb": doc["range"]["peak_rss_mb"] if doc.get("range") else None,
         "cold_start_ms": doc["cold_start"]["warm_bytecode"]["total_ms"],
         **_small_targets(doc.get("small_ranges")),
+        "alerts_throughput_drop": doc["alerts"]["throughput_drop"] if doc.get("alerts") else None,
     }
     out = {}
     for name, (bound, op) in TARGETS.items():
@@ -124,11 +126,13 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"{doc['at_least_once']['cpu_seconds']:.1f}."]
     lines += _layout_table(doc)
     lines += _small_table(doc)
-    stages = doc["stages"]["stage_seconds"]
-    total = sum(stages.values())
-    lines += ["", "Where (c)'s time goes, stages run one after another (the function overlaps pulling with the "
-              "rest):", "", "| " + " | ".join(stages) + " |", "|" + "---:|" * len(stages),
-              "| " + " | ".join(f"{s:.2f} s ({100 * s / total:.0f}%)" for s in stages.values()) + " |"]
+    lines += _alerts_table(doc)
+    stages, wall = doc["stages"]["stage_seconds"], doc["stages"]["wall_seconds"]
+    lines += ["", f"Where (c)'s time goes: (c) run again with a clock around each part of its loop, busy seconds "
+              f"per stage over a run of {wall:.2f} s wall. Pull, decompress and decode run in the prefetch thread "
+              "while the main thread projects, produces and serves acks, so stages overlap (percentages are of "
+              "the wall time).", "", "| " + " | ".join(stages) + " |", "|" + "---:|" * len(stages),
+              "| " + " | ".join(f"{s:.2f} s ({100 * s / wall:.0f}%)" for s in stages.values()) + " |"]
     if doc.get("range"):
         r = doc["range"]
         quarters = ", ".join(f"{v:.0f}" for v in r["rss_quarters_mb"])
@@ -139,6 +143,10 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += ["", f"Cold start (import `processor.handler` + `initialize`, fresh interpreter, median of {c['runs']}): "
               f"{w['total_ms']:.0f} ms with .pyc files (import {w['import_ms']:.0f} ms, initialize "
               f"{w['initialize_ms']:.0f} ms), {c['no_bytecode_cache']['total_ms']:.0f} ms without."]
+    if "first_invocation_ms" in w:
+        lines[-1] += (f" The instance's first invocation ({c['first_invocation_records']:,} records) then takes "
+                      f"{w['first_invocation_ms']:.0f} ms, the imports `initialize` leaves to it included (the SLS "
+                      "SDK, the delivery loop).")
     if c.get("import_ms_by_package"):
         top = list(c["import_ms_by_package"].items())[:8]
         lines += ["", "Import by package (`-X importtime`, own time of each module, one run): "
@@ -172,6 +180,19 @@ def _layout_table(doc: dict[str, Any]) -> list[str]:
                      f"{q.get('cpu_vs_naive', 0):.2f} | {vs_json} | {f['load_average'][0]:.2f}, "
                      f"{n['load_average'][0]:.2f} |")
     return lines
+
+
+def _alerts_table(doc: dict[str, Any]) -> list[str]:
+    a = doc.get("alerts")
+    if not a:
+        return []
+    rows = [f"| {name} | {a[name]['records_per_second']:,.0f} | {a[name]['cpu_seconds_per_million']:.1f} | "
+            f"{', '.join(f'{v:.2f}' for v in a[name]['load_average'])} |" for name in ("without", "with")]
+    return ["", f"Alerting's cost: the function (at-least-once) on one {a['records']:,}-record key/value range with "
+            f"`zone` projected, without and with the three rules of `bench/{a['rules']}` (one per-record, one windowed "
+            f"count, one p95 by zone), {a['reps']} runs each, alternating; medians.", "",
+            "| Alert rules | Records/s | CPU s/M | Load (1 min) per run |", "|---|---:|---:|---|", *rows, "",
+            f"Throughput drop with the rules: {a['throughput_drop']:.1%}."]
 
 
 def _small_table(doc: dict[str, Any]) -> list[str]:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from bench import coldstart, report, services
 from bench.dataset import Dataset, fill, fill_layout, fill_small_ranges, trigger_events
 from bench.layouts import LAYOUTS, WIDTHS, Shape, shapes
 from bench.methods import Spec
-from bench.verify import verify
+from bench.verify import count, verify
 from devstack.kafka import kafka_version
 
 PROJECT = "bench"
@@ -40,6 +41,11 @@ RUNS = (
 )
 # Records per warm invocation in the small-range table: at 1,000 records/s a 3 s trigger interval carries 3,000.
 SMALL_SIZES = (300, 3_000, 30_000)
+# Issue 11's cost of alerting: the function with these rules against the function without, runs alternating.
+ALERT_RULES = services.REPO / "bench" / "alert_rules.yaml"
+ALERT_REPS = 3
+# The range a fresh instance's first invocation delivers in the cold-start step.
+COLD_START_RANGE_RECORDS = 300
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--small-reps", type=int, default=15,
                    help="warm invocations of each small range size (300, 3000, 30000 records) per delivery mode; "
                    "0 skips them (default 15)")
+    p.add_argument("--alert-records", type=int, default=200_000,
+                   help="records of the one-shard range run with and without the three alert rules of "
+                   f"{ALERT_RULES.name}, {ALERT_REPS} times each, alternating; 0 skips it (default 200000)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of each output topic (default 4)")
     p.add_argument("--cold-start-runs", type=int, default=7, help="fresh interpreters for the cold start (default 7)")
     p.add_argument("--bootstrap", help="use this Kafka broker instead of starting one for the run")
@@ -99,6 +108,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append(f"--layouts {','.join(args.layouts)}")
     if args.small_reps != 15:
         parts.append(f"--small-reps {args.small_reps}")
+    if args.alert_records != 200_000:
+        parts.append(f"--alert-records {args.alert_records}")
     if args.widths != WIDTHS:
         parts.append(f"--widths {','.join(map(str, args.widths))}")
     return " ".join(parts)
@@ -135,25 +146,31 @@ def run(args: argparse.Namespace, svc: services.Services) -> dict[str, Any]:
     for name, method, which, keyed in RUNS:
         if which in data:
             spec = Spec(method, svc.bootstrap, "", [])
-            doc[name] = _measure(doc, svc, client, env, args, name, spec, data[which], keyed)
+            doc[name] = measure(doc, svc, client, env, args, name, spec, data[which], keyed)
     doc["layouts"] = {shape.name: _layout(doc, svc, client, env, args, shape)
                       for shape in shapes(args.layouts, args.widths) if args.layout_records}
     if args.small_reps:
         doc["small_ranges"] = _small_ranges(doc, svc, client, env, args)
+    if args.alert_records:
+        doc["alerts"] = _alerts(doc, svc, client, env, args)
     doc["lesson"]["extrapolated_seconds_for_dataset"] = round(args.records / doc["lesson"]["records_per_second"], 1)
     doc["ratios"] = report.ratios(doc)
     doc["layout_ratios"] = report.layout_ratios(doc)
     cold_topic = services.make_topic(svc.bootstrap, f"bench-cold-start-{uuid.uuid4().hex[:8]}", 1)
     services.make_topic(svc.bootstrap, f"{cold_topic}.dlq", 1)
     function_env = {**env, "KAFKA_BOOTSTRAP_SERVERS": svc.bootstrap, "KAFKA_TOPIC": cold_topic,
-                    "KAFKA_DLQ_TOPIC": f"{cold_topic}.dlq"}
-    doc["cold_start"] = coldstart.measure(function_env, args.cold_start_runs)
+                    "KAFKA_DLQ_TOPIC": f"{cold_topic}.dlq", "ALIBABA_CLOUD_ACCESS_KEY_ID": services.ACCESS_KEY_ID,
+                    "ALIBABA_CLOUD_ACCESS_KEY_SECRET": services.ACCESS_KEY_SECRET, "LOG_LEVEL": "WARNING"}
+    first_range = fill(client, PROJECT, "cold-start", 1, COLD_START_RANGE_RECORDS)
+    first_event = trigger_events(client, services.SLS_ENDPOINT, first_range)[0].decode()
+    doc["cold_start"] = {**coldstart.measure(function_env, args.cold_start_runs, first_event),
+                         "first_invocation_records": COLD_START_RANGE_RECORDS}
     doc["targets"] = report.targets(doc)
     doc["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     return doc
 
 
-def _measure(doc: dict[str, Any], svc: services.Services, client: LogClient, env: dict[str, str],
+def measure(doc: dict[str, Any], svc: services.Services, client: LogClient, env: dict[str, str],
              args: argparse.Namespace, name: str, spec: Spec, dataset: Dataset, keyed: bool) -> dict[str, Any]:
     """Run `spec.method` over `dataset` in a worker process into a new topic, read it back, record the verdict.
 
@@ -186,9 +203,36 @@ def _layout(doc: dict[str, Any], svc: services.Services, client: LogClient, env:
            "raw_bytes_per_record": round(dataset.raw_bytes / dataset.records)}
     for method, label in (("at_least_once", "function"), ("naive_layout", "naive")):
         spec = Spec(method, svc.bootstrap, "", [], options=options)
-        out[label] = _measure(doc, svc, client, env, args, f"{shape.name}/{label}", spec, dataset, True)
+        out[label] = measure(doc, svc, client, env, args, f"{shape.name}/{label}", spec, dataset, True)
     # The emulator holds every logstore in memory: drop each layout's data once it has been measured.
     client.delete_logstore(PROJECT, dataset.logstore)
+    return out
+
+
+def _alerts(doc: dict[str, Any], svc: services.Services, client: LogClient, env: dict[str, str],
+            args: argparse.Namespace) -> dict[str, Any]:
+    """The function on one key/value range (zone projected) without and with the alert rules, alternating."""
+    shape = Shape("kv", 7, zone=True)
+    dataset = fill_layout(client, PROJECT, shape, args.alert_records)
+    partials = services.make_topic(svc.bootstrap, f"bench-alert-partials-{uuid.uuid4().hex[:8]}", 1)
+    variants = {"without": {"PROJECTION_FIELDS": shape.projection_fields},
+                "with": {"PROJECTION_FIELDS": shape.projection_fields, "ALERT_RULES": str(ALERT_RULES),
+                         "ALERT_PARTIALS_TOPIC": partials}}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for rep in range(ALERT_REPS):
+        for name, variant in variants.items():
+            options = {"layout": shape.layout, "width": shape.width, "env": variant}
+            spec = Spec("at_least_once", svc.bootstrap, "", [], options=options)
+            runs[name].append(measure(doc, svc, client, env, args, f"alerts/{name}/{rep}", spec, dataset, True))
+    client.delete_logstore(PROJECT, dataset.logstore)
+    out: dict[str, Any] = {"records": dataset.records, "reps": ALERT_REPS, "rules": ALERT_RULES.name}
+    for name, results in runs.items():
+        out[name] = {key: statistics.median(r[key] for r in results)
+                     for key in ("records_per_second", "cpu_seconds_per_million")}
+        out[name]["load_average"] = [r["load_average"][0] for r in results]
+    out["throughput_drop"] = round(1 - out["with"]["records_per_second"] / out["without"]["records_per_second"], 3)
+    # Proof the rules were at work: the runs with them produced partial aggregates, those without none.
+    out["partial_records"] = count(svc.bootstrap, partials)
     return out
 
 
@@ -199,7 +243,7 @@ def _small_ranges(doc: dict[str, Any], svc: services.Services, client: LogClient
     out: dict[str, Any] = {"reps": args.small_reps}
     for mode in ("at_least_once", "exactly_once"):
         spec = Spec(f"small_{mode}", svc.bootstrap, "", list(ranges.events), options={"sizes": ranges.sizes})
-        result = _measure(doc, svc, client, env, args, f"small/{mode}", spec, ranges.dataset, True)
+        result = measure(doc, svc, client, env, args, f"small/{mode}", spec, ranges.dataset, True)
         result["latency_ms"] = {size: _percentiles(values) for size, values in result.pop("latencies_ms").items()}
         out[mode] = result
     return out

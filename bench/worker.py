@@ -32,6 +32,7 @@ METHODS: dict[str, Callable[[Spec], Outcome]] = {
 STARTS: dict[str, Callable[[Spec], None]] = {
     "at_least_once": methods.start_at_least_once,
     "exactly_once": methods.start_exactly_once,
+    "stages": methods.start_at_least_once,
     "small_at_least_once": methods.start_at_least_once,
     "small_exactly_once": methods.start_exactly_once,
 }

@@ -1,7 +1,5 @@
-"""Checkpoint stores: where the next cursor to read is kept per project/logstore/shard (and scope)."""
+"""Checkpoint stores: where the next cursor to read is kept per project/logstore/shard (and scope).
 
-from checkpoints.base import CheckpointKey, CheckpointStore
-from checkpoints.file import FileCheckpointStore
-from checkpoints.sls_consumer_group import SlsConsumerGroupStore
-
-__all__ = ["CheckpointKey", "CheckpointStore", "FileCheckpointStore", "SlsConsumerGroupStore"]
+Nothing is imported here: an FC instance imports the one store it is configured for (the SLS store brings the
+SDK with it).
+"""

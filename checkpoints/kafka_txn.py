@@ -28,7 +28,7 @@ class KafkaCheckpointStore:
     def __init__(self, client_config: dict[str, Any], topic: str, timeout: float = 30.0) -> None:
         self.topic = topic
         self.timeout = timeout
-        self._client_config = {k: v for k, v in client_config.items() if not _producer_only(k)}
+        self._client_config = {k: v for k, v in client_config.items() if not producer_only(k)}
         self._consumer: Consumer | None = None
         self._admin: AdminClient | None = None
         self._topic_ready = False
@@ -177,6 +177,7 @@ def _checkpoint_of(value: bytes, topic: str) -> Checkpoint:
     return Checkpoint(cursor, origin)
 
 
-def _producer_only(key: str) -> bool:
+def producer_only(key: str) -> bool:
+    """Keys only a producer accepts: a consumer built from the producer's settings leaves them out."""
     return key.startswith(_PRODUCER_KEYS)
 

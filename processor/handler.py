@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from typing import Any
@@ -17,6 +18,8 @@ from processor.runtime import Runtime
 log = logging.getLogger("processor")
 
 _runtime: Runtime | None = None
+# Collections of the middle generation per full collection (Python's default: 10).
+FULL_COLLECTION_EVERY = 100
 
 
 def initialize(context: Any = None) -> Runtime:
@@ -26,6 +29,11 @@ def initialize(context: Any = None) -> Runtime:
     a long wait. A Kafka that cannot be reached is only logged, and fails the invocations that need it.
     """
     global _runtime
+    # A range allocates records by the million, and every tenth collection of the middle generation was a full
+    # one, traversing the instance's modules and clients each time: 5 took 0.13 s of a 200,000-record range's
+    # 1.3 CPU s. A tenth as many still free what cycles an invocation leaves (a dropped producer among them).
+    first, second, _ = gc.get_threshold()
+    gc.set_threshold(first, second, FULL_COLLECTION_EVERY)
     runtime = Runtime.from_env(os.environ)
     logging.getLogger().setLevel(runtime.settings.runtime.log_level)
     kafka = runtime.settings.kafka
@@ -55,10 +63,10 @@ def handler(event: bytes | str, context: Any = None) -> dict[str, Any]:
     creds = resolve_credentials(context, os.environ)
     # A backfill fanned out through FC (`backfill --via-fc`) names its job: its checkpoints are the job's.
     scope = event_scope(trigger)
-    return runtime.process(trigger, creds, _function_timeout(context), scope=scope).as_dict()
+    return runtime.process(trigger, creds, function_timeout(context), scope=scope).as_dict()
 
 
-def _function_timeout(context: Any) -> float | None:
+def function_timeout(context: Any) -> float | None:
     function = getattr(context, "function", None)
     timeout = getattr(function, "timeout", None)
     return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None

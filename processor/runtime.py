@@ -1,4 +1,9 @@
-"""Per-instance state built once (config, producer, stores) and the per-invocation run over one range."""
+"""Per-instance state built once (config, producer, stores) and the per-invocation run over one range.
+
+Only what `initialize` needs is imported with this module: the SLS SDK (and requests under it), the delivery
+loop, the checkpoint stores other than the file store and the transactional parts are imported where first
+used, so an instance's start does not pay for them, and one that is never configured for them never does.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +11,30 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aliyun.log import LogClient
-
-from checkpoints.base import CheckpointKey, CheckpointReader, CheckpointStore
+from checkpoints.base import CheckpointKey
 from checkpoints.file import FileCheckpointStore
-from checkpoints.kafka_txn import KafkaCheckpointStore
-from checkpoints.null import NullCheckpointStore
-from checkpoints.sls_consumer_group import SlsConsumerGroupStore
 from common.deadline import Deadline
 from common.errors import ConfigError, ProcessorError
 from processor.config import Settings, budget_margin
 from processor.credentials import Credentials
-from processor.delivery.at_least_once import AtLeastOnce
-from processor.delivery.loop import CommitStrategy, RangeLoop, RangeRun
-from processor.delivery.observers import BatchObserver
-from processor.delivery.summary import Summary
-from processor.delivery.transactional import Transactional
-from processor.event import TriggerEvent
 from processor.kafka.producer import KafkaSink
-from processor.kafka.tracking import Sink
-from processor.kafka.transactional import TransactionalKafkaSink
-from processor.projection import Projector
-from processor.sls.endpoint import check_endpoint
-from processor.sls.retry import DeadlineLogClient, RetryStats, is_transient_sls_error, sls_retrying
-from processor.sls.source import MAX_PAGE_BYTES
+
+if TYPE_CHECKING:
+    from aliyun.log import LogClient
+
+    from checkpoints.base import CheckpointReader, CheckpointStore
+    from checkpoints.kafka_txn import KafkaCheckpointStore
+    from checkpoints.sls_consumer_group import SlsConsumerGroupStore
+    from processor.delivery.loop import CommitStrategy
+    from processor.delivery.observers import BatchObserver
+    from processor.delivery.summary import Summary
+    from processor.event import TriggerEvent
+    from processor.kafka.tracking import Sink
+    from processor.kafka.transactional import TransactionalKafkaSink
+    from processor.projection import Projector
+    from processor.sls.retry import RetryStats
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,8 @@ class Runtime:
         """One client per endpoint and credentials; a rotated STS token gets a fresh client."""
         ident = (endpoint, creds.access_key_id, creds.access_key_secret, creds.security_token or "")
         if self._client is None or self._client[0] != ident:
+            from aliyun.log import LogClient
+
             client = LogClient(endpoint, creds.access_key_id, creds.access_key_secret, creds.security_token)
             # The SDK waits up to 120 s per request; an invocation's requests are bounded by its deadline too
             # (`DeadlineLogClient`), this caps each one where no deadline applies.
@@ -121,6 +126,9 @@ class Runtime:
         are retried within it.
         """
         if self.settings.checkpoint.store == "sls":
+            from checkpoints.sls_consumer_group import SlsConsumerGroupStore
+            from processor.sls.retry import is_transient_sls_error, sls_retrying
+
             # Kept per client so the consumer group is created once, not per invocation.
             if self._sls_store is None or self._sls_store.client is not client:
                 self._sls_store = SlsConsumerGroupStore(client, self.settings.checkpoint.consumer_group)
@@ -132,6 +140,8 @@ class Runtime:
 
     def kafka_checkpoints(self) -> KafkaCheckpointStore:
         if self._kafka_store is None:
+            from checkpoints.kafka_txn import KafkaCheckpointStore
+
             self._kafka_store = KafkaCheckpointStore(self.settings.kafka.producer_config(),
                                                      self.settings.kafka.checkpoint_topic)
         return self._kafka_store
@@ -141,6 +151,8 @@ class Runtime:
         tid = f"sls-kafka/{key}"
         sink = self._txn_sinks.pop(tid, None)
         if sink is None:
+            from processor.kafka.transactional import TransactionalKafkaSink
+
             kafka = self.settings.kafka
             sink = TransactionalKafkaSink(self._producer_config, tid, kafka.transaction_timeout_ms)
         self._txn_sinks[tid] = sink
@@ -153,6 +165,8 @@ class Runtime:
         p = settings.projection
         ident = (p.fields, p.log_format, p.json_field, p.key_field)
         if ident not in self._projectors:
+            from processor.projection import Projector
+
             self._projectors[ident] = Projector(p)
         return self._projectors[ident]
 
@@ -174,6 +188,13 @@ class Runtime:
                 scope: str = "", sink: Sink | None = None, store: CheckpointStore | None = None) -> Summary:
         """Deliver one range. A `sink` and `store` given replace Kafka and the checkpoints (a dry run: at-least-once
         through the same loop, e.g. a `PrintingSink` and a `NullCheckpointStore`)."""
+        from checkpoints.null import NullCheckpointStore
+        from processor.delivery.at_least_once import AtLeastOnce
+        from processor.delivery.loop import RangeLoop, RangeRun
+        from processor.sls.endpoint import check_endpoint
+        from processor.sls.retry import DeadlineLogClient, RetryStats, sls_retrying
+        from processor.sls.source import MAX_PAGE_BYTES
+
         settings = self.settings.with_parameter(event.parameter)
         if not scope and "topic" in event.parameter:
             # Triggers on one logstore that feed different topics must not share (and skip by) one checkpoint.
@@ -194,6 +215,8 @@ class Runtime:
         if sink is not None:
             strategy = AtLeastOnce(loop, store or NullCheckpointStore())
         elif kafka.delivery_mode == "exactly-once":
+            from processor.delivery.transactional import Transactional
+
             run.sink = txn_sink = self.transactional_sink(key)
             strategy = Transactional(loop, txn_sink, self.kafka_checkpoints(), kafka.transaction_max_records)
         else:

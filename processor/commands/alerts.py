@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from alerting.rules import RuleSet, load_rules
+from alerting.rules import TRIGGER_LOG_DEFAULTS, RuleSet, load_rules
 from processor.commands.common import (
     EnvDefault,
     access_from_args,
@@ -97,6 +97,11 @@ def describe(rules: RuleSet) -> str:
             what = f"{agg}{of}{where}{by} over {r.window_seconds} s{hop} {r.comparison} {r.threshold:g}"
         elif r.kind == "lag":
             what = f"lag per shard {r.comparison} {r.threshold:g} s, every {r.hop_seconds} s"
+        elif r.trigger_log is not None:
+            where = "/".join(given or f"${name}" for given, name in zip(r.trigger_log, TRIGGER_LOG_DEFAULTS,
+                                                                          strict=True))
+            what = (f"failed invocations per function and shard in {where} over {r.window_seconds} s "
+                    f"{r.comparison} {r.threshold:g}")
         else:
             what = f"nothing{' per ' + r.key if r.key else ''} for {r.after_seconds} s"
         lines.append(f"  {r.name} [{r.kind}, {r.severity}]: {what}")
@@ -133,12 +138,14 @@ def run_test(args: argparse.Namespace) -> int:
 def run_evaluator(args: argparse.Namespace) -> int:
     from alerting.channel_config import evaluator_channels
     from alerting.evaluator import Evaluator, EvaluatorConfig
+    from alerting.failures import trigger_log
     from alerting.lag import lag_source
 
     rules = load_rules(args.rules)
-    lag = lag_source(rules)
+    lag, failures = lag_source(rules), trigger_log(rules)
     evaluator = Evaluator(rules, EvaluatorConfig.from_env(), evaluator_channels(rules, args.channel),
-                          measure_lag=lag.measure if lag else None)
+                          measure_lag=lag.measure if lag else None,
+                          read_failures=failures.failures if failures else None)
     stop = threading.Event()
     try:
         with graceful_stop(stop, "the evaluation"):

@@ -16,7 +16,7 @@ import orjson
 from aliyun.log.proto import LogGroup, LogGroupRaw
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from checkpoints.kafka_txn import _producer_only
+from checkpoints.kafka_txn import producer_only
 from common.errors import ConfigError, SinkError
 from processor.config import KafkaConfig
 
@@ -69,7 +69,7 @@ class DeadLetter:
 
 def consumer_config(kafka: KafkaConfig, group: str) -> dict[str, Any]:
     """A read_committed consumer with the producer's connection and security settings; offsets committed by hand."""
-    client = {k: v for k, v in kafka.producer_config().items() if not _producer_only(k)}
+    client = {k: v for k, v in kafka.producer_config().items() if not producer_only(k)}
     return {**client, "group.id": group, "enable.auto.commit": False, "isolation.level": "read_committed",
             "enable.partition.eof": True, "auto.offset.reset": "earliest"}
 

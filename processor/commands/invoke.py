@@ -21,7 +21,7 @@ from checkpoints.sls_consumer_group import SlsConsumerGroupStore
 from common.errors import ConfigError, EventError
 from processor.credentials import Credentials, resolve_credentials
 from processor.event import TriggerEvent
-from processor.handler import _function_timeout, handler, initialize
+from processor.handler import function_timeout, handler, initialize
 from processor.runtime import Runtime
 
 # FC's longest function timeout (24 h), as INVOCATION_TIMEOUT_SECONDS allows.
@@ -101,7 +101,7 @@ def scratch_run(raw: bytes, context: Any) -> dict[str, Any]:
     scope = f"invoke-{uuid.uuid4().hex[:12]}"
     creds = resolve_credentials(context, os.environ)
     try:
-        return {**runtime.process(event, creds, _function_timeout(context), scope=scope).as_dict(),
+        return {**runtime.process(event, creds, function_timeout(context), scope=scope).as_dict(),
                 "checkpoint_scope": scope}
     finally:
         _drop_scope(runtime, event, scope, creds)

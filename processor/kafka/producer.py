@@ -326,12 +326,15 @@ class KafkaSink:
     def wait(self, tracker: DeliveryTracker, deadline: Deadline) -> None:
         """Serve delivery reports until `tracker` settles; raise on its first error or when the budget is spent."""
         producer = self.producer
+        # Waiting for the newest page is waiting for everything queued, and nothing more is produced meanwhile:
+        # `flush` sends what lingers (linger.ms) at once, where `poll` would let the last batches wait it out.
+        serve = producer.flush if self._trackers and tracker is self._trackers[-1] else producer.poll
         while not tracker.done:
             self._check_health(producer)
             if deadline.expired():
                 msg = f"time budget spent with {tracker.pending} record(s) still unconfirmed by Kafka"
                 raise self._budget_spent(msg)
-            producer.poll(min(0.1, deadline.remaining()))
+            serve(min(0.1, deadline.remaining()))
         if tracker.error is not None:
             raise self._sink_error(tracker.error, tracker.error_topic)
 

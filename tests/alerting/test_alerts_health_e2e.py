@@ -21,6 +21,18 @@ from tests.kafka_helpers import read_all
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
 
 
+def the_one_notification(stack, t0: int, judged_at: int) -> dict:
+    """An evaluator that starts before the window and judges it at `judged_at` sends exactly one notification."""
+    stack.clock.now = t0 - 1
+    evaluator = stack.evaluator()
+    evaluator.tick()
+    stack.clock.now = judged_at
+    evaluator.tick()
+    evaluator.close()
+    [firing] = stack.sent()
+    return firing
+
+
 @pytest.fixture
 def logstore(sls_client, sls_proxy_env, sls_project):
     return make_logstore(sls_client, sls_proxy_env, sls_project)
@@ -36,13 +48,7 @@ def test_exactly_once_partials_are_committed_with_their_pages(kafka, topic_facto
     logstore.deliver()
     # The evaluator reads read_committed: the partials were committed in the pages' transactions.
     assert len(read_all(kafka.bootstrap, stack.partials)) == 4
-    stack.clock.now = t0 - 1
-    evaluator = stack.evaluator()
-    evaluator.tick()
-    stack.clock.now = t0 + 360
-    evaluator.tick()
-    evaluator.close()
-    [firing] = stack.sent()
+    firing = the_one_notification(stack, t0, judged_at=t0 + 360)
     assert firing["value"] == 80
 
 
@@ -70,13 +76,7 @@ def test_the_dead_letter_rate_fires_with_the_share_of_logs_dead_lettered(kafka, 
                                                     hashKey=logstore.hash_keys[shard]))
     summaries = logstore.deliver()
     assert sum(s["dead_lettered"] for s in summaries) == 10
-    stack.clock.now = t0 - 1
-    evaluator = stack.evaluator()
-    evaluator.tick()
-    stack.clock.now = t0 + 120
-    evaluator.tick()
-    evaluator.close()
-    [firing] = stack.sent()
+    firing = the_one_notification(stack, t0, judged_at=t0 + 120)
     assert firing["value"] == pytest.approx(100 * 10 / 110)
 
 
@@ -118,13 +118,7 @@ def test_two_instances_racing_on_the_same_ranges_count_each_record_once(kafka, t
     for runtime in instances:
         runtime.close()
     assert [sum(s.produced for s in run) for run in summaries] == [120, 120]  # both delivered everything
-    stack.clock.now = t0 - 1
-    evaluator = stack.evaluator()
-    evaluator.tick()
-    stack.clock.now = t0 + 360
-    evaluator.tick()
-    evaluator.close()
-    [firing] = stack.sent()
+    firing = the_one_notification(stack, t0, judged_at=t0 + 360)
     assert firing["value"] == 120
 
 

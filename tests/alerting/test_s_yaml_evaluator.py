@@ -8,6 +8,7 @@ import yaml
 
 from alerting.channel_config import evaluator_channels
 from alerting.evaluator import EvaluatorConfig
+from alerting.failures import trigger_log
 from alerting.lag import lag_source
 from alerting.rules import load_rules
 
@@ -47,6 +48,19 @@ def test_the_lag_rule_reads_the_functions_checkpoints():
     source = lag_source(rules, environ)
     assert source is not None
     assert source.runtime.settings.checkpoint.store == "sls"
+    source.close()
+
+
+def test_the_failed_invocations_rule_reads_the_log_the_processors_trigger_writes():
+    [trigger] = DOC["resources"]["sls-kafka-processor"]["props"]["triggers"]
+    log_config = trigger["triggerConfig"]["logConfig"]
+    assert (ENV["SLS_PROJECT"], ENV["SLS_TRIGGER_LOGSTORE"]) == (log_config["project"], log_config["logstore"])
+    rules = load_rules(ROOT / ENV["ALERT_RULES"])
+    environ = {**{k: "x" if v.startswith("${") else v for k, v in ENV.items() if not k.startswith("KAFKA_S")},
+               "ALIBABA_CLOUD_ACCESS_KEY_ID": "id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret"}
+    source = trigger_log(rules, environ)
+    assert source is not None
+    assert (source.project, source.logstore) == ("x", "x")
     source.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,3 +72,21 @@ def process_alive(pid: int | str) -> bool:
             return stat.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
     except OSError:
         return False
+
+
+def first_call_differs(code_zip: Path, tmp_path: Path, module: str, first_call: str,
+                       marker_text: str) -> tuple[Path, Path]:
+    """The packaged code unpacked, plus `module.handler`: its first call writes `marker_text` (a Python expression)
+    to the returned marker file and runs `first_call` (one Python statement); every later call is the packaged
+    handler's."""
+    code, marker = tmp_path / "code", tmp_path / f"{module}-first-call"
+    with zipfile.ZipFile(code_zip) as zf:
+        zf.extractall(code)
+    (code / f"{module}.py").write_text(
+        "import os, sys, time\nimport index\n"
+        "def handler(event, context):\n"
+        f"    if not os.path.exists({str(marker)!r}):\n"
+        f"        open({str(marker)!r}, 'w').write({marker_text})\n"
+        f"        {first_call}\n"
+        "    return index.handler(event, context)\n")
+    return code, marker

@@ -7,7 +7,6 @@ import os
 import random
 import subprocess
 import sys
-import zipfile
 from collections import Counter
 
 import orjson
@@ -15,7 +14,7 @@ import pytest
 
 from devstack.fc.api import FcApiServer
 from devstack.kafka import create_topics
-from tests.devstack.fc.fc_support import repo_env
+from tests.devstack.fc.fc_support import first_call_differs, repo_env
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import chunks, driving_record, json_contents, put_groups
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
@@ -75,17 +74,7 @@ def test_an_event_whose_checkpoint_stalls_is_sent_again(local_cloud, repo_s_yaml
     create_topics(kafka.bootstrap, [f"{topic}.dlq"])
     records = [driving_record(i, random.Random(5)) for i in range(300)]
     put_groups(sls_client, sls_project, "driving", (json_contents(g) for g in chunks(records, 30)))
-    code = tmp_path / "code"
-    with zipfile.ZipFile(fc_code_zip) as zf:
-        zf.extractall(code)
-    marker = tmp_path / "skipped"
-    (code / "skip_once.py").write_text(
-        "import os\nimport index\n"
-        "def handler(event, context):\n"
-        f"    if not os.path.exists({str(marker)!r}):\n"
-        f"        open({str(marker)!r}, 'w').write(context.request_id)\n"
-        "        return 'skipped'\n"
-        "    return index.handler(event, context)\n")
+    code, marker = first_call_differs(fc_code_zip, tmp_path, "skip_once", "return 'skipped'", "context.request_id")
     env = repo_env(kafka.bootstrap, topic, sls_project, "driving", "trigger-log")
     [deployment] = local_cloud.deploy(repo_s_yaml(code=code, handler="skip_once.handler",
                                                   environment={"PROJECTION_FIELDS": FIELDS}), env)

@@ -7,13 +7,20 @@ import random
 import shutil
 import statistics
 import time
-import zipfile
 from collections import Counter
 
 import orjson
 
 from devstack.kafka import create_topics
-from tests.devstack.fc.fc_support import process_alive, repo_env, small_function, trigger_log, wait_for, write_s_yaml
+from tests.devstack.fc.fc_support import (
+    first_call_differs,
+    process_alive,
+    repo_env,
+    small_function,
+    trigger_log,
+    wait_for,
+    write_s_yaml,
+)
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import chunks, driving_record, json_contents, put_groups
 
@@ -61,17 +68,8 @@ def test_an_invocation_past_its_timeout_is_killed_and_the_retry_finishes_the_ran
     make_logstores(sls_client, sls_project, shards=1)
     topic = topic_factory()
     create_topics(kafka.bootstrap, [f"{topic}.dlq"])
-    code = tmp_path / "code"
-    with zipfile.ZipFile(fc_code_zip) as zf:
-        zf.extractall(code)
-    marker = tmp_path / "first-attempt"
-    (code / "hang_once.py").write_text(
-        "import os, sys, time\nimport index\n"
-        "def handler(event, context):\n"
-        f"    if not os.path.exists({str(marker)!r}):\n"
-        f"        open({str(marker)!r}, 'w').write('%d %d.%d' % (os.getpid(), *sys.version_info[:2]))\n"
-        "        time.sleep(600)\n"
-        "    return index.handler(event, context)\n")
+    code, marker = first_call_differs(fc_code_zip, tmp_path, "hang_once", "time.sleep(600)",
+                                      "'%d %d.%d' % (os.getpid(), *sys.version_info[:2])")
     env = repo_env(kafka.bootstrap, topic, sls_project, "driving", "trigger-log")
     local_cloud.deploy(repo_s_yaml(code=code, handler="hang_once.handler", triggerInterval=INTERVAL, timeout=8,
                                    maxRetryTime=2), env)

@@ -1,5 +1,7 @@
 """KafkaSink against the real broker: confirmed deliveries, refusals handed back, errors raised."""
 
+import time
+
 import pytest
 
 from common.deadline import Deadline
@@ -37,6 +39,18 @@ def test_sink_batch_is_confirmed_and_readable(kafka, topic_factory, sink_for):
     records = read_all(kafka.bootstrap, topic)
     assert sorted(r.value for r in records) == sorted(f'{{"n":{i}}}'.encode() for i in range(5000))
     assert all(r.headers == dict(WHERE.headers()) for r in records)
+
+
+def test_waiting_for_the_newest_page_sends_what_lingers_at_once(kafka, topic_factory, sink_for):
+    """A range's last page is not held for linger.ms: nothing more is produced while its delivery is awaited."""
+    topic = topic_factory(partitions=2)
+    sink, older, newest = sink_for(kafka, **{"linger.ms": 5000}), DeliveryTracker(), DeliveryTracker()
+    sink.produce_all(topic, [(b"1", b"a")], WHERE, older)
+    sink.produce_all(topic, [(b"2", b"b")], WHERE, newest)
+    started = time.monotonic()
+    sink.wait(newest, Deadline.after(30))
+    assert time.monotonic() - started < 2.5
+    assert (older.delivered, newest.delivered) == (1, 1)
 
 
 def test_sink_record_over_client_limit_is_handed_back_not_raised(kafka, topic_factory, sink_for):
