@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 from aliyun.log import LogClient, LogItem, PutLogsRequest
 
 from checkpoints.base import CheckpointKey
@@ -60,6 +61,8 @@ TRANSACTION_MAX_RECORDS = 10_000
 FIRST_ROUND_GAP_SECONDS = (0.5, 1.5)
 # Between a failed invocation and its retry, like the trigger's retry pause.
 RETRY_PAUSE_SECONDS = 1.0
+# The trigger retries a failed invocation as often as the shipped s.yaml tells it (`maxRetryTime`), then moves on.
+MAX_RETRY_TIME = yaml.safe_load((Path(__file__).resolve().parents[2] / "s.yaml").read_text())["vars"]["maxRetryTime"]
 
 BROKER_KILL = "broker-sigkill"  # row 1
 SLS_5XX, SLS_DROP = "sls-5xx-burst", "sls-dropped-connections"  # row 4
@@ -77,7 +80,7 @@ class SoakPlan:
     fault_gap_seconds: tuple[float, float] = (1.5, 4.0)
     max_faults: int = 20
     max_broker_kills: int = 3
-    max_attempts_per_event: int = 8
+    max_attempts_per_event: int = 1 + MAX_RETRY_TIME
     # The FC function timeout: short enough that a broker outage (~10 s) or an SLS burst fails some invocations
     # mid-range, so that the trigger's retries are part of the soak.
     function_timeout_seconds: float = 12.0
