@@ -110,6 +110,9 @@ def context(n: Notification, max_samples: int) -> dict[str, Any]:
         "n": n, "rule": n.rule, "severity": n.severity, "transition": n.transition.value,
         "description": n.description, "comparison": n.comparison,
         "value": number(n.value), "threshold": number(n.threshold),
+        # A record rule's digest has a condition, not a threshold: its value is how many matched.
+        "verdict": (f"{number(n.value)} matching {n.comparison}" if n.threshold is None
+                    else f"{number(n.value)} {n.comparison} {number(n.threshold)}"),
         "window_start": iso(n.window_start), "window_end": iso(n.window_end),
         "window_minutes": number((n.window_end - n.window_start) / 60),
         "groups": [{"group": g.group, "value": number(g.value)} for g in n.groups],

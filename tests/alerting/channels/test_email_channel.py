@@ -168,3 +168,12 @@ def test_implicit_tls_against_the_starttls_port_is_a_configuration_error(smtp_se
 
     assert (result.delivered, result.retryable) == (False, False)
     assert result.reply.startswith("TLS failed")
+
+
+def test_a_record_digest_without_a_threshold_says_how_many_matched_its_condition(smtp_server):
+    digest = dataclasses.replace(FIRING, value=4.0, threshold=None, comparison="speed > 120")
+
+    assert channel(smtp_server).send(digest).delivered
+
+    [mail] = (m.message for m in smtp_server.mail())
+    assert mail["Subject"] == "[FIRING] speeding-count (critical): 4 matching speed > 120"
