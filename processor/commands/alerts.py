@@ -16,9 +16,8 @@ from processor.commands.common import (
     EnvDefault,
     access_from_args,
     add_logstore_options,
-    check_order,
     graceful_stop,
-    parse_position,
+    range_from_args,
     settings_without_kafka,
 )
 from processor.config import parse_fields
@@ -113,8 +112,7 @@ def run_test(args: argparse.Namespace) -> int:
     from processor.runtime import Runtime
 
     rules = load_rules(args.rules)
-    start, stop = parse_position(args.start, "--from"), parse_position(args.stop, "--to")
-    check_order(start, stop)
+    start, stop = range_from_args(args)
     access = access_from_args(args)
     runtime = Runtime(settings_without_kafka())
     try:

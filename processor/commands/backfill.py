@@ -33,12 +33,11 @@ from processor.commands.common import (
     add_logstore_options,
     apply_log_level,
     check_job_id,
-    check_order,
     graceful_stop,
     int_in_range,
     parse_parameter,
-    parse_position,
     parse_shards,
+    range_from_args,
     settings_without_kafka,
 )
 from processor.config import Settings
@@ -95,8 +94,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    start, stop = parse_position(args.start, "--from"), parse_position(args.stop, "--to")
-    check_order(start, stop)
+    start, stop = range_from_args(args)
     parameter = parse_parameter(args.parameter)
     access = access_from_args(args)
     fc = target_from_args(args, access.credentials) if args.via_fc else None

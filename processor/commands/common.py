@@ -175,6 +175,13 @@ def check_order(start: Position, stop: Position) -> None:
         raise ConfigError(msg)
 
 
+def range_from_args(args: Any) -> tuple[Position, Position]:
+    """The `--from`/`--to` range of a command, each parsed and their order checked."""
+    start, stop = parse_position(args.start, "--from"), parse_position(args.stop, "--to")
+    check_order(start, stop)
+    return start, stop
+
+
 def parse_parameter(text: str | None) -> dict[str, Any]:
     """--parameter: the trigger's functionParameter as a JSON object (validated by Settings.with_parameter)."""
     if not text:

@@ -14,10 +14,9 @@ from common.errors import ConfigError
 from processor.commands.common import (
     access_from_args,
     add_logstore_options,
-    check_order,
     int_in_range,
     parse_parameter,
-    parse_position,
+    range_from_args,
 )
 from processor.event import TriggerEvent
 
@@ -38,8 +37,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    start, stop = parse_position(args.start, "--from"), parse_position(args.stop, "--to")
-    check_order(start, stop)
+    start, stop = range_from_args(args)
     parameter = parse_parameter(args.parameter)
     access = access_from_args(args)
     logstore = access.logstore_api()
