@@ -8,7 +8,7 @@ any quantile is within 1% of a true value of the data, and merging is adding buc
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 RELATIVE_ACCURACY = 0.01
@@ -81,18 +81,9 @@ class Agg:
                 self.distinct = set()
             self.distinct |= other.distinct
 
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"n": self.n}
-        if self.values:
-            doc.update(v=self.values, s=self.total, lo=self.lo, hi=self.hi)
-        if self.hist:
-            doc["h"] = [[k, c] for k, c in self.hist.items()]
-        if self.distinct:
-            doc["d"] = sorted(self.distinct, key=str)
-        return doc
-
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Agg:
+        """One group of a version-1 partial (an object per group), as functions before version 2 wrote them."""
         agg = cls()
         agg.n = int(doc["n"])
         if doc.get("v"):
@@ -102,6 +93,44 @@ class Agg:
         if doc.get("d"):
             agg.distinct = set(doc["d"])
         return agg
+
+
+def to_columns(groups: Mapping[Any, Agg]) -> dict[str, list[Any]]:
+    """A pane's partials as columns, one entry per group: "g" the groups, "n" the records, then where any group
+    has them "v" records with a value, "s" "lo" "hi" their sum, lowest and highest (null without values), "h" the
+    histogram's [bucket, count] pairs, "d" the distinct values. `from_columns` reads it back."""
+    aggs = list(groups.values())
+    doc: dict[str, list[Any]] = {"g": list(groups), "n": [a.n for a in aggs]}
+    if any(a.values for a in aggs):
+        doc["v"] = [a.values for a in aggs]
+        doc["s"] = [a.total for a in aggs]
+        doc["lo"] = [a.lo if a.values else None for a in aggs]
+        doc["hi"] = [a.hi if a.values else None for a in aggs]
+    if any(a.hist for a in aggs):
+        doc["h"] = [list((a.hist or {}).items()) for a in aggs]
+    if any(a.distinct for a in aggs):
+        doc["d"] = [list(a.distinct or ()) for a in aggs]
+    return doc
+
+
+def from_columns(doc: Mapping[str, Any]) -> dict[str, Agg]:
+    """The partials of a pane written by `to_columns` (or a keyed rule's subset of it), by group as text."""
+    out: dict[str, Agg] = {}
+    v, s, lo, hi, h, d = (doc.get(k) for k in ("v", "s", "lo", "hi", "h", "d"))
+    for i, (group, n) in enumerate(zip(doc["g"], doc["n"], strict=True)):
+        agg = Agg()
+        agg.n = int(n)
+        if v and v[i]:
+            agg.values = int(v[i])
+            agg.total = float(s[i]) if s else 0.0
+            agg.lo = float(lo[i]) if lo else math.inf
+            agg.hi = float(hi[i])
+        if h and h[i]:
+            agg.hist = {int(k): int(c) for k, c in h[i]}
+        if d and d[i]:
+            agg.distinct = set(d[i])
+        out[str(group)] = agg
+    return out
 
 
 def merged(parts: Iterable[Agg]) -> Agg:

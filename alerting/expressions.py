@@ -1,24 +1,26 @@
-"""Conditions over one projected record (`speed > 120 and zone == "north"`), compiled without `eval`.
+"""Conditions over projected records (`speed > 120 and zone == "north"`), compiled without `eval`.
 
 Python's own parser reads the text; only comparisons, `and`/`or`/`not`, `in` over a literal list, field names and
-literals are accepted, and the tree is turned into closures over the record's dict. A record lacking a field, or
-holding a value that does not compare with the literal (a string against a number), does not match: a condition
-never fails the function.
+literals are accepted. The tree is turned into closures over a page's columns (one list of values per field,
+None where a record lacks the field), so a condition costs the function C-level `map`s, not a Python call per
+record. A record lacking a field, or holding a value that does not compare with the literal (a string against a
+number), does not match: a condition never fails the function.
 """
 
 from __future__ import annotations
 
 import ast
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any
 
 Record = dict[str, Any]
-Predicate = Callable[[Record], bool]
-_Value = Callable[[Record], Any]
+Columns = Mapping[str, Sequence[Any]]
+# Whether each of `n` records matches, given the fields' columns.
+Mask = Callable[[Columns, int], list[bool]]
 
-_MISSING = object()
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
     ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le,
     ast.Eq: operator.eq, ast.NotEq: operator.ne,
@@ -39,7 +41,11 @@ class ExpressionError(ValueError):
 class Condition:
     text: str
     fields: frozenset[str]
-    test: Predicate
+    mask: Mask
+
+    def test(self, record: Record) -> bool:
+        """Whether one projected record matches."""
+        return self.mask({name: [record.get(name)] for name in self.fields}, 1)[0]
 
 
 def compile_condition(text: str) -> Condition:
@@ -49,26 +55,39 @@ def compile_condition(text: str) -> Condition:
         msg = f"cannot parse {text!r}: {exc.msg}"
         raise ExpressionError(msg, max((exc.offset or 1) - 1, 0)) from None
     fields: set[str] = set()
-    test = _predicate(tree.body, fields)
-    return Condition(text, frozenset(fields), test)
+    mask = _mask(tree.body, fields)
+    return Condition(text, frozenset(fields), mask)
 
 
-def _predicate(node: ast.expr, fields: set[str]) -> Predicate:
+def _mask(node: ast.expr, fields: set[str]) -> Mask:
     if isinstance(node, ast.BoolOp):
-        parts = [_predicate(v, fields) for v in node.values]
-        if isinstance(node.op, ast.And):
-            return lambda r: all(p(r) for p in parts)
-        return lambda r: any(p(r) for p in parts)
+        parts = [_mask(v, fields) for v in node.values]
+        combine = operator.and_ if isinstance(node.op, ast.And) else operator.or_
+        return lambda columns, n: reduce(lambda a, b: list(map(combine, a, b)), (p(columns, n) for p in parts))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-        inner = _predicate(node.operand, fields)
-        return lambda r: not inner(r)
+        inner = _mask(node.operand, fields)
+        return lambda columns, n: list(map(operator.not_, inner(columns, n)))
     if isinstance(node, ast.Compare):
         return _comparison(node, fields)
     msg = f"expected a comparison such as 'speed > 120', got {ast.unparse(node)!r}"
     raise ExpressionError(msg, node.col_offset)
 
 
-def _comparison(node: ast.Compare, fields: set[str]) -> Predicate:
+@dataclass(frozen=True)
+class _Operand:
+    """A field (its column) or a literal (one value for every record)."""
+
+    field: str | None
+    value: Any = None
+
+    def values(self, columns: Columns, n: int) -> Sequence[Any]:
+        if self.field is None:
+            return [self.value] * n
+        column = columns.get(self.field)
+        return [None] * n if column is None else column
+
+
+def _comparison(node: ast.Compare, fields: set[str]) -> Mask:
     operands = [_operand(n, fields) for n in (node.left, *node.comparators)]
     steps = []
     for i, op in enumerate(node.ops):
@@ -77,49 +96,48 @@ def _comparison(node: ast.Compare, fields: set[str]) -> Predicate:
             msg = f"operator {type(op).__name__} is not allowed"
             raise ExpressionError(msg, node.col_offset)
         steps.append((operands[i], fn, operands[i + 1]))
-    right = node.comparators[0]
-    if len(steps) == 1 and isinstance(node.left, ast.Name) and not isinstance(right, ast.Name):
-        # The usual shape (`speed > 120`), on the function's per-record path: a third of the general form's cost.
-        name, fn, literal = node.left.id, steps[0][1], operands[1]({})
 
-        def field_vs_literal(record: Record) -> bool:
-            try:
-                return fn(record[name], literal)  # type: ignore[no-any-return]
-            except (KeyError, TypeError):
-                return False
+    def mask(columns: Columns, n: int) -> list[bool]:
+        return reduce(lambda a, b: list(map(operator.and_, a, b)),
+                      (_compare(left, fn, right, columns, n) for left, fn, right in steps))
 
-        return field_vs_literal
-
-    def test(record: Record) -> bool:
-        for left, fn, right in steps:
-            a, b = left(record), right(record)
-            if a is _MISSING or b is _MISSING:
-                return False
-            try:
-                if not fn(a, b):
-                    return False
-            except TypeError:
-                return False
-        return True
-
-    return test
+    return mask
 
 
-def _operand(node: ast.expr, fields: set[str]) -> _Value:
+def _compare(left: _Operand, fn: Callable[[Any, Any], bool], right: _Operand, columns: Columns,
+             n: int) -> list[bool]:
+    a, b = left.values(columns, n), right.values(columns, n)
+    # None in a field's column is a record lacking the field: no match (a literal None is compared as a value).
+    a_missing = left.field is not None and None in a
+    b_missing = right.field is not None and None in b
+    if not a_missing and not b_missing:
+        try:
+            return list(map(fn, a, b))
+        except TypeError:
+            pass  # some value does not compare with the other side: judged one by one below
+
+    def guarded(x: Any, y: Any) -> bool:
+        if (x is None and left.field is not None) or (y is None and right.field is not None):
+            return False
+        try:
+            return bool(fn(x, y))
+        except TypeError:
+            return False
+
+    return list(map(guarded, a, b))
+
+
+def _operand(node: ast.expr, fields: set[str]) -> _Operand:
     if isinstance(node, ast.Name):
-        name = node.id
-        fields.add(name)
-        return lambda r: r.get(name, _MISSING)
+        fields.add(node.id)
+        return _Operand(node.id)
     if isinstance(node, ast.Constant) and isinstance(node.value, _LITERALS):
-        value = node.value
-        return lambda _r: value
+        return _Operand(None, node.value)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) \
             and isinstance(node.operand.value, (int, float)):
-        negative = -node.operand.value
-        return lambda _r: negative
+        return _Operand(None, -node.operand.value)
     if isinstance(node, (ast.List, ast.Tuple)):
-        items = frozenset(_literal(e) for e in node.elts)
-        return lambda _r: items
+        return _Operand(None, frozenset(_literal(e) for e in node.elts))
     msg = f"{ast.unparse(node)!r} is not a field name or a literal"
     raise ExpressionError(msg, node.col_offset)
 

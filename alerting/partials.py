@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from alerting.aggregates import Agg
+from alerting.aggregates import Agg, from_columns
 
 Stream = tuple[str, str, int]  # project, logstore, shard
 
@@ -45,9 +45,11 @@ def decode(key: bytes | None, value: bytes) -> Partial:
     """One record of the partials topic; a record that is not one raises ValueError naming what is wrong."""
     try:
         doc = orjson.loads(value)
+        # Version 1 (an object per group) is still read: an upgrade's first evaluations meet the older records.
+        groups_of = _v1_groups if doc.get("version") == 1 else from_columns
         rules = {
             name: RulePartial(
-                {int(pane): {g: Agg.from_json(a) for g, a in groups.items()} for pane, groups in r["panes"].items()},
+                {int(pane): groups_of(groups) for pane, groups in r["panes"].items()},
                 [(int(pane), str(group), sample) for pane, group, sample in r["samples"]])
             for name, r in doc["rules"].items()
         }
@@ -57,6 +59,10 @@ def decode(key: bytes | None, value: bytes) -> Partial:
     except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
         msg = f"partial record {key!r} is not one the alert observer writes: {exc!r}"
         raise ValueError(msg) from None
+
+
+def _v1_groups(groups: dict[str, Any]) -> dict[str, Agg]:
+    return {g: Agg.from_json(a) for g, a in groups.items()}
 
 
 class PartialIndex:

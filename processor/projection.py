@@ -52,6 +52,15 @@ class Rejected:
     index: int = -1  # the log's position in its group
 
 
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """A group's projected values by output field, one per record (None where the record leaves the field out),
+    and each log's `__time__`."""
+
+    fields: dict[str, list[Any]]
+    times: list[int]
+
+
 Coercer = Callable[[str, Any], Any]
 # One group's projection: (key, value) pairs and the rejects.
 Projected = tuple[list[tuple[bytes | None, bytes]], list[Rejected]]
@@ -192,18 +201,29 @@ class Projector:
         A group all of whose logs share one layout (the SDK's and Logtail's groups do) goes through the column
         path; any other, and any group with a log that turns out bad, goes one log at a time.
         """
+        return self._project_group(group, False)[0]
+
+    def project_with_columns(self, group: Any) -> tuple[Projected, Columns | None]:
+        """`project_group`, plus the group's columns when it went the column path (None when it went one log at
+        a time): the alert observer reads them instead of parsing every record it was just given again."""
+        return self._project_group(group, True)
+
+    def _project_group(self, group: Any, columns: bool) -> tuple[Projected, Columns | None]:
         logs = group.Logs
         if logs:
             try:
-                return self._columns(group, logs), []
+                logs = list(logs)  # one Python object per log, shared by every column
+                good, fields = self._columns(group, logs)
+                return (good, []), Columns(fields, list(map(_TIME, logs))) if columns else None
             # The column path meets bad values as whatever `map` raises first; the per-log path names them.
             except (_Irregular, _Bad, orjson.JSONDecodeError, UnicodeDecodeError, IndexError, TypeError,
                     ValueError, OverflowError):
                 pass
-        return self._one_by_one(group)
+        return self._one_by_one(group), None
 
-    def _columns(self, group: Any, logs: Any) -> list[tuple[bytes | None, bytes]]:
-        """Every record of the group, built column by column; raises when any log would be rejected or differs."""
+    def _columns(self, group: Any, logs: list[Any]) -> tuple[list[tuple[bytes | None, bytes]], dict[str, list[Any]]]:
+        """Every record of the group, built column by column, and the columns; raises when any log would be
+        rejected or differs."""
         n = len(logs)
         contents = list(map(_CONTENTS, logs))
         firsts = None
@@ -233,14 +253,15 @@ class Projector:
             values = list(map(orjson.dumps, records))
         else:
             values = _json_objects(names, cols, n)
+        by_name = dict(columns)
         if not self._key or self._key not in names:
-            return list(zip(repeat(None), values))
-        keys = cols[names.index(self._key)]
+            return list(zip(repeat(None), values)), by_name
+        keys = by_name[self._key]
         if None in keys:
             encoded = [None if k is None else str(k).encode() for k in keys]
         else:
             encoded = list(map(str.encode, map(str, keys)))
-        return list(zip(encoded, values, strict=True))
+        return list(zip(encoded, values, strict=True)), by_name
 
     def _json_columns(self, firsts: list[Any]) -> list[tuple[str, list[Any]]]:
         docs = list(map(orjson.loads, map(_VALUE, firsts)))

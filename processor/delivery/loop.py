@@ -32,7 +32,7 @@ from processor.delivery.resume import resume_point
 from processor.delivery.summary import Counters, Summary
 from processor.event import TriggerEvent
 from processor.kafka.tracking import DeliveryTracker, Sink
-from processor.projection import Projected, Projector
+from processor.projection import Columns, Projected, Projector
 from processor.sls.retry import RetryStats
 from processor.sls.shards import Logstore
 from processor.sls.source import Batch, Gap, SlsClient
@@ -179,10 +179,14 @@ class RangeLoop:
         tracker = DeliveryTracker()
         counters = Counters(log_groups=len(batch.groups), bytes_read=batch.raw_size, batches=1, gaps=self._gaps)
         self._gaps = []
-        project, produce_all = run.projector.project_group, sink.produce_all
+        projector, produce_all = run.projector, sink.produce_all
         # The whole page is projected before any of it is produced: a page the dead-letter tolerance refuses
-        # must reach neither topic.
-        page = [project(group) for group in batch.groups]
+        # must reach neither topic. Observers are given the projection's columns too.
+        if run.observers:
+            projected = [projector.project_with_columns(group) for group in batch.groups]
+        else:
+            projected = [(projector.project_group(group), None) for group in batch.groups]
+        page = [logs for logs, _ in projected]
         run.projector.check_page(page, f"the page at cursor {batch.cursor} of shard {ev.shard}")
         wheres = [Provenance(ev.project, ev.logstore, ev.shard, batch.cursor, i) for i in range(len(page))]
         for where, (good, bad) in zip(wheres, page, strict=True):
@@ -194,14 +198,14 @@ class RangeLoop:
             counters.dead_lettered += len(bad)
         counters.records_read = counters.produced + counters.dead_lettered
         if run.observers:
-            self._observe(batch, page, wheres, tracker)
+            self._observe(batch, projected, wheres, tracker)
         # The parsed log groups are not needed once produced: only the cursors stay while Kafka confirms.
         return ProducedPage(replace(batch, groups=()), tracker, counters)
 
-    def _observe(self, batch: Batch, page: list[Projected], wheres: list[Provenance],
+    def _observe(self, batch: Batch, page: list[tuple[Projected, Columns | None]], wheres: list[Provenance],
                  tracker: DeliveryTracker) -> None:
-        groups = [ProjectedGroup(where, good, group, bad)
-                  for where, group, (good, bad) in zip(wheres, batch.groups, page, strict=True)]
+        groups = [ProjectedGroup(where, good, group, bad, columns)
+                  for where, group, ((good, bad), columns) in zip(wheres, batch.groups, page, strict=True)]
         projected = ProjectedPage(self.run.event.shard, batch.cursor, batch.next_cursor, groups)
         sink, where = self.run.sink, wheres[0] if wheres else None
 

@@ -10,24 +10,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Protocol
 
 from processor.dead_letter import Provenance
-from processor.projection import Rejected
+from processor.projection import Columns, Rejected
+
+_TIME = attrgetter("Time")
 
 
 @dataclass(frozen=True, slots=True)
 class ProjectedGroup:
-    """One log group's good records, in log order; `event_times()` gives the `__time__` of each."""
+    """One log group's good records, in log order; `event_times()` gives the `__time__` of each.
+
+    `columns` holds the same records' values by field, and their times, when the projection built them a column
+    at a time (None otherwise), for observers that read fields: cheaper than parsing `records` again.
+    """
 
     where: Provenance
     records: Sequence[tuple[bytes | None, bytes]]
     group: Any
     rejected: Sequence[Rejected]
+    columns: Columns | None = None
 
     def event_times(self) -> list[int]:
-        """Computed when asked (about 150 ns a record): an observer that needs no times pays nothing."""
-        times = [log.Time for log in self.group.Logs]
+        """From the columns, or computed when asked: an observer that needs no times pays nothing."""
+        if self.columns is not None:
+            return self.columns.times
+        times = list(map(_TIME, self.group.Logs))
         if self.rejected:
             skip = {r.index for r in self.rejected}
             times = [t for i, t in enumerate(times) if i not in skip]

@@ -5,15 +5,16 @@ import random
 import orjson
 import pytest
 
-from alerting.aggregates import RELATIVE_ACCURACY, Agg, merged, quantile, value_of
+from alerting.aggregates import RELATIVE_ACCURACY, Agg, from_columns, merged, quantile, to_columns, value_of
 from alerting.partials import PartialIndex, decode
 
 
 def partial(shard, begin, end, emitted_ms, counts, rule="r"):
     """A partials-topic record as the observer writes it: `counts` maps pane start to the records in it."""
-    doc = {"version": 1, "project": "p", "logstore": "l", "shard": shard, "begin": begin, "end": end, "cursor": "c",
+    doc = {"version": 2, "project": "p", "logstore": "l", "shard": shard, "begin": begin, "end": end, "cursor": "c",
            "emitted_ms": emitted_ms,
-           "rules": {rule: {"panes": {str(pane): {"": {"n": n}} for pane, n in counts.items()}, "samples": []}}}
+           "rules": {rule: {"panes": {str(pane): {"g": [""], "n": [n]} for pane, n in counts.items()},
+                            "samples": []}}}
     return decode(f"p/l/{shard}/{begin}".encode(), orjson.dumps(doc))
 
 
@@ -58,6 +59,16 @@ def test_prune_forgets_partials_only_when_every_pane_is_old():
     assert [p.stream[2] for p in index.partials()] == [0]
 
 
+def test_version_1_partials_written_before_an_upgrade_still_count():
+    doc = {"version": 1, "project": "p", "logstore": "l", "shard": 0, "begin": 0, "end": 4, "cursor": "c",
+           "emitted_ms": 1, "rules": {"r": {"panes": {"60": {"7": {"n": 3, "v": 2, "s": 250.0, "lo": 120.0,
+                                                                       "hi": 130.0}}}, "samples": []}}}
+    index = PartialIndex()
+    index.add(decode(b"p/l/0/0", orjson.dumps(doc)))
+    agg = index.panes("r")[60]["7"]
+    assert (agg.n, agg.values, value_of(agg, "avg"), value_of(agg, "max")) == (3, 2, 125.0, 130.0)
+
+
 def test_a_record_that_is_not_a_partial_is_named():
     with pytest.raises(ValueError, match="partial record b'k' is not one the alert observer writes"):
         decode(b"k", b'{"rules": 1}')
@@ -70,7 +81,7 @@ def test_p95_of_merged_histograms_is_within_the_sketch_accuracy():
     for i, v in enumerate(values):
         parts[i % 4].add_number(v)
         parts[i % 4].add_bucket(v)
-    agg = merged(Agg.from_json(orjson.loads(orjson.dumps(p.to_json()))) for p in parts)
+    agg = merged(from_columns(orjson.loads(orjson.dumps(to_columns({"": p}))))[""] for p in parts)
     exact = sorted(values)[int(0.95 * len(values)) - 1]
     assert value_of(agg, "percentile", 95) == pytest.approx(exact, rel=RELATIVE_ACCURACY * 1.01)
     assert value_of(agg, "avg") == pytest.approx(sum(values) / len(values))
