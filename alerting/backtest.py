@@ -41,8 +41,7 @@ class CapturingSink(PrintingSink):
 
 def read_range(runtime: Runtime, logstore: Logstore, endpoint: str, start: Position, stop: Position,
                rules: RuleSet, credentials: object) -> list[Partial]:
-    rules.check_fields({f.output for f in runtime.settings.projection.fields})
-    runtime.observers[:] = [AlertObserver(rules, PARTIALS)]
+    runtime.observers[:] = [AlertObserver(rules, PARTIALS, runtime.settings.projection.fields)]
     sink = CapturingSink()
     for part in logstore.list_parts():
         begin = logstore.resolve(part.shard, start, "--from")

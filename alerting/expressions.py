@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ast
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
+from itertools import repeat
 from typing import Any
 
 Record = dict[str, Any]
@@ -26,6 +27,7 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
     ast.Eq: operator.eq, ast.NotEq: operator.ne,
     ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
 }
+_ORDERING = frozenset((operator.gt, operator.ge, operator.lt, operator.le))
 _LITERALS = (int, float, str, bool, type(None))
 
 
@@ -80,11 +82,18 @@ class _Operand:
     field: str | None
     value: Any = None
 
-    def values(self, columns: Columns, n: int) -> Sequence[Any]:
+    def values(self, columns: Columns, n: int) -> Iterable[Any]:
         if self.field is None:
-            return [self.value] * n
+            return repeat(self.value, n)
         column = columns.get(self.field)
-        return [None] * n if column is None else column
+        return repeat(None, n) if column is None else column
+
+    def lacks_some(self, columns: Columns) -> bool:
+        """Whether a record lacks the field (None in its column, or no column)."""
+        if self.field is None:
+            return False
+        column = columns.get(self.field)
+        return column is None or None in column
 
 
 def _comparison(node: ast.Compare, fields: set[str]) -> Mask:
@@ -106,13 +115,11 @@ def _comparison(node: ast.Compare, fields: set[str]) -> Mask:
 
 def _compare(left: _Operand, fn: Callable[[Any, Any], bool], right: _Operand, columns: Columns,
              n: int) -> list[bool]:
-    a, b = left.values(columns, n), right.values(columns, n)
     # None in a field's column is a record lacking the field: no match (a literal None is compared as a value).
-    a_missing = left.field is not None and None in a
-    b_missing = right.field is not None and None in b
-    if not a_missing and not b_missing:
+    # An ordering raises TypeError on it, which sends the comparison one by one; the others need a look first.
+    if fn in _ORDERING or not (left.lacks_some(columns) or right.lacks_some(columns)):
         try:
-            return list(map(fn, a, b))
+            return list(map(fn, left.values(columns, n), right.values(columns, n)))
         except TypeError:
             pass  # some value does not compare with the other side: judged one by one below
 
@@ -124,7 +131,7 @@ def _compare(left: _Operand, fn: Callable[[Any, Any], bool], right: _Operand, co
         except TypeError:
             return False
 
-    return list(map(guarded, a, b))
+    return list(map(guarded, left.values(columns, n), right.values(columns, n)))
 
 
 def _operand(node: ast.expr, fields: set[str]) -> _Operand:

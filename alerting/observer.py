@@ -22,6 +22,7 @@ from alerting.aggregates import Agg, to_columns
 from alerting.page_partials import PageColumns, rule_partial
 from alerting.rules import MEASURED, Rule, RuleSet
 from common.cursors import cursor_position
+from processor.config import FieldSpec
 from processor.delivery.observers import Emit, ProjectedGroup, ProjectedPage
 
 PARTIAL_VERSION = 2
@@ -30,21 +31,24 @@ PARTIAL_VERSION = 2
 class AlertObserver:
     """A `BatchObserver` computing each rule's partials for a page and emitting them to `topic`."""
 
-    def __init__(self, rules: RuleSet, topic: str) -> None:
+    def __init__(self, rules: RuleSet, topic: str, projected: Sequence[FieldSpec]) -> None:
+        """`projected`: the projection's fields; a rule reading a field not among them fails here."""
+        rules.check_fields({f.output for f in projected})
         self.rules = rules
         self.topic = topic
         # Lag and failed invocations are measured by the evaluator, from SLS: nothing to compute here.
         rules_here = [rule for rule in rules.rules if rule.kind not in MEASURED]
         self._record_rules = [r for r in rules_here if r.aggregate != "dead_letter_rate"]
         self._dead_letter_rules = [r for r in rules_here if r.aggregate == "dead_letter_rate"]
-        self._fields = sorted({f for r in self._record_rules for f in r.fields})
+        read = {f for r in self._record_rules for f in r.fields}
+        self._specs = {f.output: f for f in projected if f.output in read}
         # Rules with the same condition (a record rule and a count of the same speeding) share one mask per page.
         self._conditions = {r.condition.text: r.condition.mask for r in self._record_rules if r.condition}
 
     def on_batch(self, page: ProjectedPage, emit: Emit) -> None:
         docs: dict[str, Any] = {}
         if self._record_rules:
-            columns = PageColumns.of(page, self._fields)
+            columns = PageColumns.of(page, self._specs)
             n = len(columns.times)
             masks: dict[str | None, Sequence[bool] | None] = {None: None}
             masks.update((text, mask(columns.fields, n)) for text, mask in self._conditions.items())

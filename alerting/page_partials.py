@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, count, islice, repeat
 from operator import and_, itemgetter
@@ -22,31 +22,39 @@ import orjson
 
 from alerting.aggregates import Agg, bucket, to_columns
 from alerting.rules import Rule
+from processor.config import FieldSpec
 from processor.delivery.observers import ProjectedPage
 
 # Samples per rule and page: enough for a notification to show a few records and where to find them.
 SAMPLES_PER_PAGE = 20
 _NUMBERS = frozenset((int, float))  # bool is not a number here
+_NUMBERS_OR_NONE = _NUMBERS | {type(None)}
 _UNHASHABLE = (list, dict)
 _UNGROUPABLE = frozenset((type(None), list, dict))
+_PROJECTED_TYPES = {"int": frozenset((int,)), "float": frozenset((float,)), "number": _NUMBERS,
+                    "str": frozenset((str,)), "bool": frozenset((bool,))}
 _VALUE = itemgetter(1)
 
 
 @dataclass(frozen=True, slots=True)
 class PageColumns:
     """A page's good records as columns: event times, each field the rules read (None where a record lacks it),
-    and the records as produced (for samples), all in log order."""
+    and the records as produced (for samples), all in log order; `kinds` the types each field's values may have,
+    and `span` the earliest and latest event time."""
 
     cursor: str
     times: list[int]
     fields: dict[str, list[Any]]
+    kinds: dict[str, frozenset[type]]
     records: list[tuple[bytes | None, bytes]]
+    span: tuple[int, int]
 
     @classmethod
-    def of(cls, page: ProjectedPage, names: Iterable[str]) -> PageColumns:
-        fields: dict[str, list[Any]] = {name: [] for name in names}
+    def of(cls, page: ProjectedPage, specs: Mapping[str, FieldSpec]) -> PageColumns:
+        fields: dict[str, list[Any]] = {name: [] for name in specs}
         times: list[int] = []
         records: list[tuple[bytes | None, bytes]] = []
+        ends: list[int] = []
         for group in page.groups:
             if not group.records:
                 continue
@@ -59,9 +67,19 @@ class PageColumns:
             else:
                 for name, column in fields.items():
                     column.extend(columns.fields.get(name) or repeat(None, n))
-            times += group.event_times()
+            group_times = group.event_times()
+            # A group's logs often share one time; comparing is cheaper than min() and max().
+            ends += group_times[:1] if group_times.count(group_times[0]) == n else (min(group_times), max(group_times))
+            times += group_times
             records += group.records
-        return cls(page.cursor, times, fields, records)
+        kinds = {name: _declared(spec) or frozenset(map(type, fields[name])) for name, spec in specs.items()}
+        return cls(page.cursor, times, fields, kinds, records, (min(ends), max(ends)) if ends else (0, 0))
+
+
+def _declared(spec: FieldSpec) -> frozenset[type] | None:
+    """The types the projection gives a field's values (it coerces them), None for `any`."""
+    kinds = _PROJECTED_TYPES.get(spec.type)
+    return None if kinds is None else kinds if spec.required else kinds | {type(None)}
 
 
 def rule_partial(rule: Rule, page: PageColumns, mask: Sequence[bool] | None) -> dict[str, Any]:
@@ -72,20 +90,29 @@ def rule_partial(rule: Rule, page: PageColumns, mask: Sequence[bool] | None) -> 
     """
     selected, keys = mask, page.fields[rule.key] if rule.key else None
     if keys is not None:
-        kinds = set(map(type, keys))
-        if kinds & _UNGROUPABLE:
+        kinds = page.kinds[rule.key]  # type: ignore[index]
+        if kinds & {list, dict} or (type(None) in kinds and None in keys):
             keep = [k is not None and type(k) not in _UNHASHABLE for k in keys]
             selected = keep if selected is None else list(map(and_, selected, keep))
-        if kinds - _UNGROUPABLE - {int} and kinds - _UNGROUPABLE - {str}:
-            # A group is its key as text, and values equal as Python keys may differ as text (1, 1.0, True).
+        if len(kinds - _UNGROUPABLE) > 1 or kinds & {float}:
+            # A group is its key as text, and values equal as Python keys may differ as text (1, 1.0, True;
+            # 0.0 and -0.0).
             keys = [k if type(k) in _UNHASHABLE else str(k) for k in keys]
-    values = _values_of(rule, page)
-    columns = [page.times, keys, values]
+    values, value_kinds = _values_of(rule, page)
+    hop, (first, last) = rule.hop_seconds, page.span
+    one_pane = first - first % hop == last - last % hop
+    # In one pane, times are read only for samples (and absence), from the page's own column.
+    columns = [None if one_pane and rule.kind != "absence" else page.times, keys, values]
     if selected is not None:
         columns = [None if c is None else list(compress(c, selected)) for c in columns]
-    runs, order, (times, keys, values) = _by_pane(rule.hop_seconds, columns)
+    if one_pane:
+        m = len(page.times) if selected is None else selected.count(True)
+        runs, order = [(first - first % hop, 0, m)] if m else [], None
+        times, keys, values = columns
+    else:
+        runs, order, (times, keys, values) = _by_pane(hop, columns)
     if rule.kind == "absence":
-        values = times  # when each key was last seen
+        values, value_kinds = times, frozenset((int,))  # when each key was last seen
     panes: dict[str, Any] = {}
     samples: list[list[Any]] = []
     for pane, lo, hi in runs:
@@ -97,20 +124,20 @@ def rule_partial(rule: Rule, page: PageColumns, mask: Sequence[bool] | None) -> 
         else:
             counts = Counter(part_keys)
         if rule.kind in ("record", "absence"):
-            panes[str(pane)] = _keyed(part_keys, part_values, counts)
+            panes[str(pane)] = _keyed(part_keys, part_values, value_kinds, counts)
         else:
-            panes[str(pane)] = to_columns(_windowed(rule, part_keys, part_values, counts))
+            panes[str(pane)] = to_columns(_windowed(rule, part_keys, part_values, value_kinds, counts))
         for group in _first(counts, SAMPLES_PER_PAGE - len(samples)):
-            i = lo + (0 if part_keys is None else part_keys.index(group))
-            record = page.records[_origin(selected, order, i)][1].decode()
-            samples.append([pane, str(group), {"record": record, "cursor": page.cursor, "time": times[i]}])
+            origin = _origin(selected, order, lo + (0 if part_keys is None else part_keys.index(group)))
+            sample = {"record": page.records[origin][1].decode(), "cursor": page.cursor, "time": page.times[origin]}
+            samples.append([pane, str(group), sample])
     return {"panes": panes, "samples": samples}
 
 
-def _values_of(rule: Rule, page: PageColumns) -> list[Any] | None:
+def _values_of(rule: Rule, page: PageColumns) -> tuple[list[Any] | None, frozenset[type]]:
     if rule.value_field is None or rule.kind == "absence" or (rule.kind == "window" and rule.aggregate == "count"):
-        return None
-    return page.fields[rule.value_field]
+        return None, frozenset()
+    return page.fields[rule.value_field], page.kinds[rule.value_field]
 
 
 def _by_pane(hop: int, columns: list[Any]) -> tuple[list[tuple[int, int, int]], list[int] | None, list[Any]]:
@@ -141,21 +168,22 @@ def _first(counts: Counter[Any], limit: int) -> list[Any]:
     return list(islice(counts, max(limit, 0)))
 
 
-def _numbers(values: list[Any]) -> list[Any]:
-    if set(map(type, values)) <= _NUMBERS:
+def _numbers(values: list[Any], kinds: frozenset[type]) -> list[Any]:
+    if kinds <= _NUMBERS or (kinds <= _NUMBERS_OR_NONE and None not in values):
         return values
     return [v for v in values if type(v) in _NUMBERS]
 
 
-def _numeric(keys: list[Any], values: list[Any]) -> tuple[list[Any], list[Any]]:
+def _numeric(keys: list[Any], values: list[Any], kinds: frozenset[type]) -> tuple[list[Any], list[Any]]:
     """The (key, value) pairs whose value is a number, as two columns."""
-    if set(map(type, values)) <= _NUMBERS:
+    if kinds <= _NUMBERS or (kinds <= _NUMBERS_OR_NONE and None not in values):
         return keys, values
     keep = [type(v) in _NUMBERS for v in values]
     return list(compress(keys, keep)), list(compress(values, keep))
 
 
-def _keyed(keys: list[Any] | None, values: list[Any] | None, counts: Counter[Any]) -> dict[str, list[Any]]:
+def _keyed(keys: list[Any] | None, values: list[Any] | None, kinds: frozenset[type],
+           counts: Counter[Any]) -> dict[str, list[Any]]:
     """A record or absence rule's pane: per key the records, and (with a value) the records with a numeric value
     and the highest; what `record_digest` and `absence` read. `keys` None: one group, `counts`' only one."""
     groups = list(counts)
@@ -163,20 +191,31 @@ def _keyed(keys: list[Any] | None, values: list[Any] | None, counts: Counter[Any
     if values is None:
         return doc
     if keys is None:
-        numbers = _numbers(values)
+        numbers = _numbers(values, kinds)
         doc["v"], doc["hi"] = [len(numbers)], [max(numbers) if numbers else None]
         return doc
-    numeric_keys, numbers = _numeric(keys, values)
+    numeric_keys, numbers = _numeric(keys, values, kinds)
     have = counts if numeric_keys is keys else Counter(numeric_keys)
-    # Ascending by value, so a key's last entry in the dict, the one kept, is its highest value.
-    order = sorted(range(len(numbers)), key=numbers.__getitem__)
-    highest = dict(zip(map(numeric_keys.__getitem__, order), map(numbers.__getitem__, order), strict=True))
-    doc["v"] = list(map(have.__getitem__, groups))
-    doc["hi"] = list(map(highest.get, groups))
+    doc["v"] = doc["n"] if have is counts else list(map(have.__getitem__, groups))
+    doc["hi"] = list(map(_highest(numeric_keys, numbers, have).get, groups))
     return doc
 
 
-def _windowed(rule: Rule, keys: list[Any] | None, values: list[Any] | None, counts: Counter[Any]) -> dict[Any, Agg]:
+def _highest(keys: list[Any], values: list[Any], counts: Counter[Any]) -> dict[Any, Any]:
+    """Each key's highest value. Keys mostly occur once a page (car ids): the pairs as they are, then the keys
+    that repeat again with their values in ascending order, so that the last, the highest, is kept."""
+    highest = dict(zip(keys, values, strict=True))
+    repeated = {key for key, n in counts.items() if n > 1}
+    if repeated:
+        pick = list(map(repeated.__contains__, keys))
+        keys, values = list(compress(keys, pick)), list(compress(values, pick))
+        order = sorted(range(len(values)), key=values.__getitem__)
+        highest.update(zip(map(keys.__getitem__, order), map(values.__getitem__, order), strict=True))
+    return highest
+
+
+def _windowed(rule: Rule, keys: list[Any] | None, values: list[Any] | None, kinds: frozenset[type],
+              counts: Counter[Any]) -> dict[Any, Agg]:
     """A window rule's pane: an `Agg` per group, fed once per distinct (group, value) with how often it occurs.
     `keys` None: one group, `counts`' only one."""
     aggs: dict[Any, Agg] = {}
@@ -187,22 +226,28 @@ def _windowed(rule: Rule, keys: list[Any] | None, values: list[Any] | None, coun
         return aggs
     only = next(iter(counts))
     if rule.aggregate == "distinct":
+        if kinds & {list, dict}:
+            keep = [type(v) not in _UNHASHABLE for v in values]
+            values, keys = list(compress(values, keep)), None if keys is None else list(compress(keys, keep))
         pairs = zip(repeat(only), set(values)) if keys is None else set(zip(keys, values, strict=True))
         for group, value in pairs:
-            if value is not None and type(value) not in _UNHASHABLE:
+            if value is not None:
                 aggs[group].add_distinct(value)
         return aggs
     histogram = rule.aggregate == "percentile"
     if keys is None:
-        tally = ((only, value, n) for value, n in Counter(_numbers(values)).items())
+        tally = ((only, value, n) for value, n in Counter(_numbers(values, kinds)).items())
     else:
-        tally = ((group, value, n) for (group, value), n in Counter(zip(*_numeric(keys, values), strict=True)).items())
+        pairs = zip(*_numeric(keys, values, kinds), strict=True)
+        tally = ((group, value, n) for (group, value), n in Counter(pairs).items())
     for group, value, n in tally:
         agg = aggs[group]
         agg.values += n
         agg.total += value * n
-        agg.lo = min(agg.lo, value)
-        agg.hi = max(agg.hi, value)
+        if value < agg.lo:  # noqa: PLR1730 (cheaper than a call to min() per distinct value)
+            agg.lo = value
+        if value > agg.hi:  # noqa: PLR1730
+            agg.hi = value
         if histogram:
             hist = agg.hist = agg.hist or {}
             b = bucket(value)

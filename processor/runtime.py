@@ -68,9 +68,8 @@ def alert_observer(settings: Settings) -> BatchObserver:
     from alerting.observer import AlertObserver
     from alerting.rules import load_rules
 
-    rules = load_rules(settings.alerts.rules_file or "")
-    rules.check_fields({f.output for f in settings.projection.fields})
-    return AlertObserver(rules, settings.alerts.partials_topic)
+    return AlertObserver(load_rules(settings.alerts.rules_file or ""), settings.alerts.partials_topic,
+                         settings.projection.fields)
 
 
 class Runtime:
