@@ -14,8 +14,9 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import compress, count, islice, repeat
-from operator import and_, itemgetter
+from operator import and_, gt, itemgetter
 from typing import Any
 
 import orjson
@@ -34,6 +35,8 @@ _UNGROUPABLE = frozenset((type(None), list, dict))
 _PROJECTED_TYPES = {"int": frozenset((int,)), "float": frozenset((float,)), "number": _NUMBERS,
                     "str": frozenset((str,)), "bool": frozenset((bool,))}
 _VALUE = itemgetter(1)
+# Values repeat page after page (speeds): each one's bucket is computed once, for as many as this holds.
+_bucket = lru_cache(maxsize=1 << 16)(bucket)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +208,8 @@ def _highest(keys: list[Any], values: list[Any], counts: Counter[Any]) -> dict[A
     """Each key's highest value. Keys mostly occur once a page (car ids): the pairs as they are, then the keys
     that repeat again with their values in ascending order, so that the last, the highest, is kept."""
     highest = dict(zip(keys, values, strict=True))
-    repeated = {key for key, n in counts.items() if n > 1}
-    if repeated:
+    if len(counts) < len(keys):
+        repeated = set(compress(counts, map(gt, counts.values(), repeat(1))))
         pick = list(map(repeated.__contains__, keys))
         keys, values = list(compress(keys, pick)), list(compress(values, pick))
         order = sorted(range(len(values)), key=values.__getitem__)
@@ -250,6 +253,6 @@ def _windowed(rule: Rule, keys: list[Any] | None, values: list[Any] | None, kind
             agg.hi = value
         if histogram:
             hist = agg.hist = agg.hist or {}
-            b = bucket(value)
+            b = _bucket(value)
             hist[b] = hist.get(b, 0) + n
     return aggs

@@ -24,7 +24,7 @@ def test_every_layout_takes_the_column_path_and_gives_the_expected_records(shape
     projector = Projector(ProjectionConfig(parse_fields(shape.projection_fields), "auto", "content", "carID"))
     for raw in (False, True):
         group, recs = as_received(shape, 50, raw)
-        good = projector._columns(group, group.Logs)  # raises if the group would go one log at a time
+        good, _ = projector._columns(group, list(group.Logs))  # raises if the group would go one log at a time
         assert good == projector._one_by_one(group)[0]
         assert [value for _, value in good] == [shape.projected(rec) for rec in recs]
         assert [key for key, _ in good] == [str(rec["carID"]).encode() for rec in recs]
