@@ -38,21 +38,21 @@ class AlertObserver:
         self.topic = topic
         # Lag and failed invocations are measured by the evaluator, from SLS: nothing to compute here.
         rules_here = [rule for rule in rules.rules if rule.kind not in MEASURED]
-        self._record_rules = [r for r in rules_here if r.aggregate != "dead_letter_rate"]
+        self._field_rules = [r for r in rules_here if r.aggregate != "dead_letter_rate"]
         self._dead_letter_rules = [r for r in rules_here if r.aggregate == "dead_letter_rate"]
-        read = {f for r in self._record_rules for f in r.fields}
+        read = {f for r in self._field_rules for f in r.fields}
         self._specs = {f.output: f for f in projected if f.output in read}
         # Rules with the same condition (a record rule and a count of the same speeding) share one mask per page.
-        self._conditions = {r.condition.text: r.condition.mask for r in self._record_rules if r.condition}
+        self._conditions = {r.condition.text: r.condition.mask for r in self._field_rules if r.condition}
 
     def on_batch(self, page: ProjectedPage, emit: Emit) -> None:
         docs: dict[str, Any] = {}
-        if self._record_rules:
+        if self._field_rules:
             columns = PageColumns.of(page, self._specs)
             n = len(columns.times)
             masks: dict[str | None, Sequence[bool] | None] = {None: None}
             masks.update((text, mask(columns.fields, n)) for text, mask in self._conditions.items())
-            for rule in self._record_rules:
+            for rule in self._field_rules:
                 docs[rule.name] = rule_partial(rule, columns, masks[rule.condition.text if rule.condition else None])
         for rule in self._dead_letter_rules:
             docs[rule.name] = _dead_letters(page.groups, rule)

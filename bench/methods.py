@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,20 +163,47 @@ def start_function(spec: Spec, mode: str) -> None:
 
 
 def ours(spec: Spec) -> Outcome:
-    """The FC function, started by `start_function`: one invocation per shard range, one after another."""
+    """The FC function, started by `start_function`: one invocation per shard range, one after another.
+
+    `observer_cpu_seconds`: what its page observers (the alert rules' when set) cost the loop's thread, measured
+    inside the same run.
+    """
     from processor import handler
 
     records = raw = 0
     invocations = []
-    for event in spec.events:
-        summary = handler.handler(event, None)
-        if summary["produced"] != summary["records_read"] or summary["dead_lettered"]:
-            msg = f"shard {summary['shard']}: read {summary['records_read']}, produced {summary['produced']}"
-            raise RuntimeError(msg)
-        records += summary["records_read"]
-        raw += summary["bytes_read"]
-        invocations.append({k: summary[k] for k in ("shard", "records_read", "batches", "duration_seconds")})
-    return Outcome(records, raw, {"invocations": invocations})
+    observed = [0.0]
+    with _observer_clock(observed):
+        for event in spec.events:
+            summary = handler.handler(event, None)
+            if summary["produced"] != summary["records_read"] or summary["dead_lettered"]:
+                msg = f"shard {summary['shard']}: read {summary['records_read']}, produced {summary['produced']}"
+                raise RuntimeError(msg)
+            records += summary["records_read"]
+            raw += summary["bytes_read"]
+            invocations.append({k: summary[k] for k in ("shard", "records_read", "batches", "duration_seconds")})
+    return Outcome(records, raw, {"invocations": invocations, "observer_cpu_seconds": round(observed[0], 4)})
+
+
+@contextmanager
+def _observer_clock(seconds: list[float]) -> Iterator[None]:
+    """Add the CPU time of the calling thread inside `RangeLoop._observe` (once a page) to `seconds[0]`."""
+    from processor.delivery.loop import RangeLoop
+
+    original = RangeLoop._observe
+
+    def timed(self: RangeLoop, *args: Any) -> None:
+        started = time.thread_time()
+        try:
+            original(self, *args)
+        finally:
+            seconds[0] += time.thread_time() - started
+
+    RangeLoop._observe = timed  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        RangeLoop._observe = original  # type: ignore[method-assign]
 
 
 def small_ranges(spec: Spec) -> Outcome:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.run import ALERT_REPS
+
 REPO = Path(__file__).resolve().parents[2]
 RUNS = ("at_least_once", "exactly_once", "naive", "lesson", "stages", "range")
 
@@ -39,9 +41,10 @@ def test_bench_on_a_tiny_data_set_delivers_every_record_for_every_method(kafka, 
     assert doc["cold_start"]["warm_bytecode"]["total_ms"] > 0
     # The alert rules ran: their runs were verified like every other, and the drop was reported.
     assert [name for name in doc["verification"] if name.startswith("alerts/")] == [
-        f"alerts/{variant}/{rep}" for rep in range(3) for variant in ("without", "with")]
+        f"alerts/{variant}/{rep}" for rep in range(ALERT_REPS) for variant in ("without", "with")]
     assert doc["targets"]["alerts_throughput_drop"]["value"] == doc["alerts"]["throughput_drop"]
-    assert doc["alerts"]["partial_records"] >= 3  # at least one partial per page, per run with the rules
+    assert doc["alerts"]["partial_records"] >= ALERT_REPS  # at least one partial per page, per run with the rules
+    assert 0 < doc["alerts"]["observer_cpu_share"] < 1  # measured inside the runs, where the observer ran
     # Each cold start also ran a first invocation, which would have raised had it not delivered its range.
     assert doc["cold_start"]["warm_bytecode"]["first_invocation_ms"] > 0
     assert all("met" in t for t in doc["targets"].values())
