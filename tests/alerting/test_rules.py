@@ -43,6 +43,29 @@ def test_conditions_compare_missing_and_mistyped_fields_as_no_match():
     assert not test({"speed": "fast", "zone": "a"})
 
 
+SPEEDS = [130, 120, None, "fast", 99.5, True, [1], 150, 0]  # None: the record lacks the field
+ZONES = ["a", None, "c", "b", "a", "ab", "a", 3, "b"]
+KNOWN = {  # worked out by hand: a missing field or values that do not compare are no match
+    "speed > 120": [True, False, False, False, False, False, False, True, False],
+    "speed != 120": [True, False, False, True, True, True, True, True, True],
+    "zone not in ['a', 'b']": [False, False, True, False, False, True, False, True, False],
+}
+
+
+@pytest.mark.parametrize("text", [
+    *KNOWN, "speed == None", "not speed >= 100 or zone == 'a'", "0 < speed <= 150", "speed > zone", "1 < 2",
+    "'a' in zone",
+])
+def test_a_condition_over_columns_matches_each_record_tested_alone(text):
+    """The page-wide mask (C-level where it can be) against the same condition on each record by itself."""
+    condition = parse_rules(f'rules:\n- {{name: r, type: record, key: carID, when: "{text}"}}').rules[0].condition
+    records = [{k: v for k, v in (("speed", s), ("zone", z)) if v is not None}
+               for s, z in zip(SPEEDS, ZONES, strict=True)]
+    mask = condition.mask({"speed": SPEEDS, "zone": ZONES}, len(SPEEDS))
+    assert mask == [condition.test(r) for r in records]
+    assert mask == KNOWN.get(text, mask)
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("rules:\n- name: r\n  type: window\n  aggregate: count\n  window: 5m\n  threshold: '> 1'\n  colour: red\n",
      "<rules>:7: rule 'r' (type window): unknown key 'colour'"),
