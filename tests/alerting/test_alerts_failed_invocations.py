@@ -19,9 +19,10 @@ from common.errors import ConfigError
 from processor.cli import main
 from tests.alerting.support import alert_stack
 from tests.devstack.fc.conftest import local_cloud  # noqa: F401  (the local cloud's fixture)
-from tests.devstack.fc.fc_support import small_function, wait_for, write_s_yaml
+from tests.devstack.fc.fc_support import small_function, write_s_yaml
 from tests.pipeline_support import put_groups
 from tests.sls_fixtures import pull_range
+from tests.waiting import wait_for
 
 RULES = """\
 evaluator: {grace: 5s}

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -27,6 +26,7 @@ from processor.delivery.at_least_once import MAX_IN_FLIGHT_PAGES
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import chunks, driving_record, fc312_context, json_contents, put_groups, shard_events
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
+from tests.waiting import wait_for
 
 MODES = ["at-least-once", "exactly-once"]
 REPO = Path(__file__).resolve().parents[2]
@@ -97,13 +97,6 @@ def high_watermark(bootstrap: str, topic: str) -> int:
         c.close()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
 def one_shard(client, project: str) -> str:
     client.create_logstore(project, "driving", ttl=1, shard_count=1)
     return "driving"
@@ -119,7 +112,7 @@ def test_row1_broker_killed_mid_transaction_then_retried(setup, sls_client, sls_
     outcome: list[BaseException | dict] = []
     thread = threading.Thread(target=lambda: outcome.append(_call(event, timeout=10)))
     thread.start()
-    wait_for(lambda: high_watermark(kafka.bootstrap, setup.topic) > 600)
+    wait_for(lambda: high_watermark(kafka.bootstrap, setup.topic) > 600, 30, "600 records in Kafka")
     kafka.kill()
     thread.join(60)
     kafka.start()
@@ -151,7 +144,7 @@ def test_row2_processor_killed_mid_range_then_reinvoked(setup, sls_client, sls_p
     proc = subprocess.Popen([sys.executable, "-m", "processor", "invoke", "--event", str(event_file)], env=env,
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: high_watermark(kafka.bootstrap, setup.topic) > 600)
+        wait_for(lambda: high_watermark(kafka.bootstrap, setup.topic) > 600, 30, "600 records in Kafka")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

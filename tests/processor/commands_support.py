@@ -12,7 +12,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -90,15 +89,6 @@ def make_stack(client: LogClient, endpoint: str, project: str, bootstrap: str, t
                checkpoints: Path, shards: int = 2) -> Stack:
     client.create_logstore(project, "driving", ttl=7, shard_count=shards)
     return Stack(client, endpoint, project, "driving", bootstrap, topic, dlq, checkpoints)
-
-
-def wait_for(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            msg = f"timed out after {timeout}s waiting for {what}"
-            raise TimeoutError(msg)
-        time.sleep(0.05)
 
 
 def checkpoint_files(stack: Stack, scope_dir: str) -> Iterator[Path]:

@@ -27,7 +27,8 @@ from processor.backfill.runs import ShardProgress
 from processor.commands.backfill_view import LogProgressView, progress_view
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import json_contents, put_groups
-from tests.processor.commands_support import REPO, checkpoint_files, stack_fixture, stop, wait_for  # noqa: F401  (`stack`)
+from tests.processor.commands_support import REPO, checkpoint_files, stack_fixture, stop  # noqa: F401  (`stack`)
+from tests.waiting import wait_for
 
 PROGRESS = re.compile(r"^(\S+ \S+) INFO processor\.commands\.backfill: shard (\d+) \[[#-]+\]\s+([\d.]+)%", re.M)
 

@@ -13,7 +13,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import chunks, json_contents, put_groups
-from tests.processor.commands_support import stack_fixture, stop, wait_for  # noqa: F401  (the `stack` fixture)
+from tests.processor.commands_support import stack_fixture, stop  # noqa: F401  (the `stack` fixture)
+from tests.waiting import wait_for
 
 WRONG = "speed:int,carID:int,seq:int"  # upstream sends some speeds as 12.5: an int projection rejects them
 FIXED = "speed:number,carID:int,seq:int"

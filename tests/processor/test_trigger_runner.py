@@ -19,8 +19,9 @@ from processor.invocation_retry import invocation_retrying
 from processor.runtime import Runtime
 from processor.sls.shards import BEGIN, Position
 from processor.trigger_runner import STARTED_SCOPE, TRIGGER_SCOPE, TriggerConfig, TriggerRunner
-from tests.processor.commands_support import checkpoint_files, make_stack, stack_fixture, wait_for  # noqa: F401  (`stack`)
+from tests.processor.commands_support import checkpoint_files, make_stack, stack_fixture  # noqa: F401  (`stack`)
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
+from tests.waiting import wait_for
 
 CREDS = Credentials(SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET)
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.sls_fixtures import pull_range
@@ -39,17 +36,6 @@ def repo_env(bootstrap: str, topic: str, project: str, logstore: str, trigger_lo
             "KAFKA_SASL_USERNAME": "", "KAFKA_SASL_PASSWORD": "",
             # The alert evaluator's mail settings (its function is the other resource of s.yaml).
             "SMTP_HOST": "", "SMTP_USERNAME": "", "SMTP_PASSWORD": "", "ALERT_MAIL_FROM": "", "ALERT_MAIL_TO": ""}
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what} (last: {result!r})")
-        time.sleep(every)
 
 
 def trigger_log(client, project, logstore):

@@ -15,7 +15,8 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 from darabonba.runtime import RuntimeOptions
 
 from devstack.fc.api import FcApiServer
-from tests.devstack.fc.fc_support import process_alive, small_function, wait_for, write_s_yaml
+from tests.devstack.fc.fc_support import process_alive, small_function, write_s_yaml
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,10 @@ import sys
 import pytest
 
 from devstack.kafka import free_port
-from tests.devstack.fc.fc_support import process_alive, small_function, wait_for, write_s_yaml
+from tests.devstack.fc.fc_support import process_alive, small_function, write_s_yaml
 from tests.pipeline_support import put_groups
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,9 @@ import pytest
 
 from devstack.fc.spec import DeployError, load
 from processor.packaging import PROJECT_PATHS, copy_project_path, write_zip
-from tests.devstack.fc.fc_support import repo_env, small_function, trigger_log, wait_for, write_s_yaml
+from tests.devstack.fc.fc_support import repo_env, small_function, trigger_log, write_s_yaml
 from tests.pipeline_support import put_groups
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 ENV = repo_env("127.0.0.1:1", "t", "p", "l", "tl")

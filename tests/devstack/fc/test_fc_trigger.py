@@ -18,11 +18,11 @@ from tests.devstack.fc.fc_support import (
     repo_env,
     small_function,
     trigger_log,
-    wait_for,
     write_s_yaml,
 )
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import chunks, driving_record, json_contents, put_groups
+from tests.waiting import wait_for
 
 INTERVAL = 3
 

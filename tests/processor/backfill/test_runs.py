@@ -25,8 +25,9 @@ from processor.runtime import Runtime
 from processor.sls.shards import Position, cursor_from_position
 from tests.kafka_helpers import read_all
 from tests.pipeline_support import put_groups
-from tests.processor.commands_support import checkpoint_files, stack_fixture, stop, wait_for  # noqa: F401  (the `stack` fixture)
+from tests.processor.commands_support import checkpoint_files, stack_fixture, stop  # noqa: F401  (the `stack` fixture)
 from tests.sls_fixtures import SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET, pull_range
+from tests.waiting import wait_for
 
 CREDS = Credentials(SLS_ACCESS_KEY_ID, SLS_ACCESS_KEY_SECRET)
 
