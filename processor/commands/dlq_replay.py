@@ -200,9 +200,11 @@ def replay(settings: Settings, group: str | None, batch: int, limit: int | None,
     writer: ReplayWriter | None = None
     try:
         partitions = partitions_of(consumer, kafka.dlq_topic, "dead-letter topic")
+        # First: exactly-once, its init_transactions aborts what a killed replay left open, whose offsets would
+        # keep the group's committed ones unstable (unreadable) until that transaction timed out.
+        writer = ReplayWriter(settings, consumer)
         committed = consumer.committed([TopicPartition(kafka.dlq_topic, p) for p in partitions], timeout=10)
         starts = {tp.partition: tp.offset if tp.offset >= 0 else OFFSET_BEGINNING for tp in committed}
-        writer = ReplayWriter(settings, consumer)
         projector = Projector(settings.projection)
         last: dict[int, int] = {}
         for letter in read_to_end(consumer, kafka.dlq_topic, starts):

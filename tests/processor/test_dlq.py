@@ -107,7 +107,10 @@ def test_replay_stopped_mid_run_then_run_again_delivers_each_once(stack, mode, s
     assert "3000 delivered, 3000 dead-lettered" in ran.stdout, ran.stderr
     stack.extra["PROJECTION_FIELDS"] = FIXED
 
-    group = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": f"sls-kafka-dlq-replay-{stack.topic}"})
+    # read_uncommitted: the group's offsets as of its last committed transaction, without waiting for the one a
+    # SIGKILL left open to time out (read_committed asks for stable offsets, and gets none until then).
+    group = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": f"sls-kafka-dlq-replay-{stack.topic}",
+                      "isolation.level": "read_uncommitted"})
     try:
         proc = stack.popen("dlq", "replay", "--batch", "2")
         wait_for(lambda: replayed_offset(group, stack) > 0, 60, "the replay's first confirmed batch")
@@ -122,6 +125,30 @@ def test_replay_stopped_mid_run_then_run_again_delivers_each_once(stack, mode, s
         assert out.startswith(f"sls-kafka dlq replay: {stopped_at} dead letter(s) read: {stopped_at} delivered")
     again = replayed(stack)
     assert again["read"] == 3000 - stopped_at
+    assert stack.delivered() == Counter(orjson.dumps(r) for r in records)
+
+
+def test_replay_after_one_killed_inside_its_transaction_goes_on_at_once(stack):
+    """A killed exactly-once replay leaves a transaction open with the group's offsets in it; until it is aborted,
+    the group's committed offsets cannot be read (unstable). The next replay must abort it first, not fail."""
+    stack.extra.update(DELIVERY_MODE="exactly-once", PROJECTION_FIELDS=WRONG)
+    records = [{"speed": 12.5 if i % 2 else i, "carID": 1000 + i % 7, "seq": i} for i in range(200)]
+    put_groups(stack.client, stack.project, stack.logstore, (json_contents(g) for g in chunks(records, 50)))
+    assert "100 delivered, 100 dead-lettered" in stack.cli("run", "--once", "--start", "begin").stdout
+    stack.extra["PROJECTION_FIELDS"] = FIXED
+    # What a SIGKILLed replay leaves behind: its transaction, holding the group's next offset, never ended.
+    group = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": f"sls-kafka-dlq-replay-{stack.topic}"})
+    killed = Producer({"bootstrap.servers": stack.bootstrap, "transactional.id": f"sls-kafka/dlq-replay/{stack.topic}",
+                       "transaction.timeout.ms": 600_000})
+    try:
+        killed.init_transactions(30)
+        killed.begin_transaction()
+        killed.send_offsets_to_transaction([TopicPartition(stack.dlq, 0, 40)], group.consumer_group_metadata(), 30)
+
+        again = replayed(stack)
+    finally:
+        group.close()
+    assert again == {"read": 100, "delivered": 100, "again": 0}  # the open transaction's offsets never counted
     assert stack.delivered() == Counter(orjson.dumps(r) for r in records)
 
 
