@@ -171,15 +171,19 @@ def _first(counts: Counter[Any], limit: int) -> list[Any]:
     return list(islice(counts, max(limit, 0)))
 
 
+def _all_numbers(values: list[Any], kinds: frozenset[type]) -> bool:
+    return kinds <= _NUMBERS or (kinds <= _NUMBERS_OR_NONE and None not in values)
+
+
 def _numbers(values: list[Any], kinds: frozenset[type]) -> list[Any]:
-    if kinds <= _NUMBERS or (kinds <= _NUMBERS_OR_NONE and None not in values):
+    if _all_numbers(values, kinds):
         return values
     return [v for v in values if type(v) in _NUMBERS]
 
 
 def _numeric(keys: list[Any], values: list[Any], kinds: frozenset[type]) -> tuple[list[Any], list[Any]]:
     """The (key, value) pairs whose value is a number, as two columns."""
-    if kinds <= _NUMBERS or (kinds <= _NUMBERS_OR_NONE and None not in values):
+    if _all_numbers(values, kinds):
         return keys, values
     keep = [type(v) in _NUMBERS for v in values]
     return list(compress(keys, keep)), list(compress(values, keep))
